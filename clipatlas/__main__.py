@@ -1,0 +1,3 @@
+from clipatlas.cli.app import main
+
+main()

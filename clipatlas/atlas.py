@@ -1,0 +1,279 @@
+"""``Atlas``: the library API every edge (CLI, web app) calls.
+
+    from clipatlas import Atlas
+    with Atlas.open("photos") as atlas:
+        report = atlas.ingest("~/Pictures")
+        hits = atlas.search_text("a dog on a beach", k=5)
+
+One Atlas is one collection: its database (SQLite under ``CLIPATLAS_HOME`` or the server at
+``CLIPATLAS_DATABASE_URL``), its media folder and its derived caches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from clipatlas.analysis.search import SearchHit, search_vectors
+from clipatlas.embedders.base import Embedder
+from clipatlas.errors import ConfigError, EmbedderMismatchError, ImageError, Reason
+from clipatlas.images import ImageLimits, decode_image
+from clipatlas.index.cache import load_exact_index
+from clipatlas.index.exact import ExactIndex
+from clipatlas.pipeline.decode import DecodeConfig, remove_stale_temp_files
+from clipatlas.pipeline.ingest import IngestReport, Ingestor
+from clipatlas.progress import ProgressCallback, ProgressEvent, emit
+from clipatlas.registry import Registry, default_registry
+from clipatlas.settings import Settings, load_settings
+from clipatlas.sources.base import Source
+from clipatlas.store.base import CollectionInfo
+from clipatlas.store.importing import Match, known_ids, read_vector_file, validate_vectors
+from clipatlas.store.sql import SqlStore, sqlite_url
+
+__all__ = ["Atlas", "CollectionStats", "ImportReport", "list_collections"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class CollectionStats:
+    name: str
+    database: str
+    embedder_id: str | None
+    dim: int | None
+    stored: int
+    rejected: int
+    vectors: int
+    reasons: Mapping[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "database": self.database, "embedder": self.embedder_id,
+            "dim": self.dim, "stored": self.stored, "rejected": self.rejected,
+            "vectors": self.vectors, "reasons": dict(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: int
+    dim: int
+    embedder_id: str
+
+
+class Atlas:
+    """One collection: ingest, embed, store, search."""
+
+    def __init__(
+        self, name: str, settings: Settings, store: SqlStore, registry: Registry,
+        model: str | None = None,
+    ) -> None:
+        self.name, self.settings, self.store, self.registry = name, settings, store, registry
+        self.collection: CollectionInfo = store.ensure_collection(name)
+        self.directory = settings.collection_dir(name)
+        self.media_root = self.directory / "media"
+        self.cache_dir = self.directory / "cache"
+        self._model = model
+        self._embedder: Embedder | None = None
+        self._index: ExactIndex | None = None
+        self._index_token: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        name: str = "default",
+        *,
+        settings: Settings | None = None,
+        registry: Registry | None = None,
+        model: str | None = None,
+    ) -> Atlas:
+        """Open (creating if needed) the collection ``name``.
+
+        ``model`` names the embedder for a new collection; a collection already bound to an
+        embedder refuses another one at the first ingest or import.
+        """
+        if not _NAME.match(name):
+            raise ConfigError(f"collection name {name!r}: use letters, digits, '.', '_' or '-'")
+        settings = settings or load_settings()
+        url = settings.database_url or sqlite_url(settings.collection_dir(name) / "clipatlas.db")
+        store = SqlStore(url, vector_dtype=settings.vector_dtype)
+        return cls(name, settings, store, registry or default_registry(), model)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Atlas:
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    # -- models ------------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        """The embedder this collection uses (bound) or will use (requested/default)."""
+        return self.collection.embedder_id or self._model or self.settings.model
+
+    def embedder(self) -> Embedder:
+        """The collection's embedder, loaded on first use."""
+        if self._embedder is None:
+            requested = self._model
+            bound = self.collection.embedder_id
+            if bound and requested and requested != bound:
+                raise EmbedderMismatchError(self.name, bound, requested)
+            self._embedder = self.registry.create_embedder(self.model_id, self.settings)
+        return self._embedder
+
+    def _bind(self, embedder_id: str, dim: int) -> None:
+        self.collection = self.store.bind_embedder(self.collection, embedder_id, dim)
+
+    # -- ingestion ---------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        source: str | os.PathLike[str] | Source,
+        *,
+        embed: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest a folder (a path) or any :class:`Source`; returns counts per outcome."""
+        if not isinstance(source, Source):
+            source = self.registry.create_source("folder", source)
+        embedder = None
+        if embed:
+            embedder = self.embedder()
+            self._bind(embedder.id, embedder.dim)
+        limits = ImageLimits(
+            max_pixels=self.settings.max_pixels, min_side=self.settings.min_side,
+            max_bytes=self.settings.max_file_bytes,
+        )
+        config = DecodeConfig(
+            limits=limits,
+            preprocessor=embedder.image_preprocessor() if embedder else None,
+            media_root=self.media_root,
+            thumbnail_size=self.settings.thumbnail_size,
+            copy_media=self.settings.copy_media or source.name != "folder",
+        )
+        remove_stale_temp_files(self.media_root)
+        ingestor = Ingestor(
+            self.store, self.collection, config, embedder,
+            batch_size=self.settings.batch_size, workers=self.settings.workers, progress=progress,
+        )
+        return ingestor.run(source)
+
+    def import_embeddings(
+        self,
+        vectors: str | os.PathLike[str],
+        ids: str | os.PathLike[str] | None = None,
+        *,
+        embedder_id: str | None = None,
+        match: Match = "key",
+        id_column: str = "id",
+        vector_column: str = "vector",
+        progress: ProgressCallback | None = None,
+    ) -> ImportReport:
+        """Attach vectors computed elsewhere to stored items (validated, L2-normalised)."""
+        vf = read_vector_file(Path(vectors), Path(ids) if ids else None,
+                              id_column=id_column, vector_column=vector_column)
+        model = embedder_id or self.model_id
+        dim = self.collection.dim if self.collection.embedder_id else vf.matrix.shape[1]
+        lookup = self.store.find_items(self.collection, source_keys=vf.ids) if match == "key" else {}
+        stored = self.store.stored_item_ids(
+            self.collection, [int(k) for k in vf.ids if k.lstrip("-").isdigit()]
+        ) if match == "id" else set()
+        item_ids = validate_vectors(str(vectors), vf, int(dim or 0),
+                                    known_ids(vf.ids, match, lookup, stored), match)
+        self._bind(model, vf.matrix.shape[1])
+        norms = np.linalg.norm(vf.matrix, axis=1, keepdims=True)
+        step = 10_000
+        for start in range(0, len(item_ids), step):
+            self.store.put_vectors(self.collection, item_ids[start : start + step],
+                                   vf.matrix[start : start + step] / norms[start : start + step])
+            emit(progress, ProgressEvent("import", min(start + step, len(item_ids)), len(item_ids)))
+        return ImportReport(len(item_ids), vf.matrix.shape[1], model)
+
+    # -- search ------------------------------------------------------------------------------
+
+    def index(self) -> ExactIndex:
+        """The exact index over the current vectors (cached on disk by fingerprint)."""
+        token = self.store.fingerprint(self.collection).token()
+        if self._index is None or token != self._index_token:
+            self._index = load_exact_index(self.store, self.collection, self.cache_dir)
+            self._index_token = token
+        return self._index
+
+    def _search(self, query: np.ndarray, k: int, exclude: set[int] | None = None) -> list[SearchHit]:
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        return search_vectors(self.index(), self.store, self.collection, query, k,
+                              self.media_root, exclude=exclude)
+
+    def search_text(self, text: str, k: int = 10) -> list[SearchHit]:
+        """Items whose pictures best match ``text`` (CLIP text->image), best first."""
+        if not text.strip():
+            raise ConfigError("search text is empty")
+        return self._search(self.embedder().embed_texts([text])[0], k)
+
+    def search_image(
+        self, image: str | os.PathLike[str] | bytes | Image.Image, k: int = 10
+    ) -> list[SearchHit]:
+        """Items most similar to a picture (a path, raw bytes or a PIL image), best first."""
+        if isinstance(image, Image.Image):
+            picture = image.convert("RGB")
+        else:
+            name = "<bytes>" if isinstance(image, bytes) else str(image)
+            if isinstance(image, bytes):
+                data = image
+            else:
+                try:
+                    data = Path(image).expanduser().read_bytes()
+                except OSError as exc:
+                    raise ImageError(name, Reason.UNREADABLE, exc.strerror or str(exc)) from exc
+            limits = ImageLimits(max_pixels=self.settings.max_pixels, min_side=1,
+                                 max_bytes=self.settings.max_file_bytes)
+            picture = decode_image(data, name, limits).image
+        return self._search(self.embedder().embed_images([picture])[0], k)
+
+    def search_item(self, item_id: int, k: int = 10) -> list[SearchHit]:
+        """Items most similar to a stored item (the item itself excluded)."""
+        index = self.index()
+        rows = np.flatnonzero(index.ids == item_id)
+        if not len(rows):
+            raise ConfigError(f"item {item_id} has no vector in collection {self.name!r}")
+        query = np.asarray(index.matrix[rows[0]], dtype=np.float32)
+        return self._search(query, k, exclude={item_id})
+
+    # -- information -------------------------------------------------------------------------
+
+    def stats(self) -> CollectionStats:
+        self.collection = self.store.get_collection(self.name)
+        counts = self.store.counts(self.collection)
+        return CollectionStats(
+            name=self.name, database=self.store.engine.url.render_as_string(hide_password=True),
+            embedder_id=self.collection.embedder_id, dim=self.collection.dim,
+            stored=counts["ok"], rejected=counts["rejected"], vectors=counts["vectors"],
+            reasons=self.store.reason_counts(self.collection),
+        )
+
+
+def list_collections(settings: Settings) -> list[str]:
+    """Names of every collection under ``settings`` (server database or SQLite files)."""
+    if settings.database_url:
+        store = SqlStore(settings.database_url)
+        try:
+            return [c.name for c in store.list_collections()]
+        finally:
+            store.close()
+    root = settings.home / "collections"
+    if not root.is_dir():
+        return []
+    return sorted(p.parent.name for p in root.glob("*/clipatlas.db"))

@@ -1,0 +1,172 @@
+"""The ``clipatlas`` command line: parses, calls :class:`clipatlas.Atlas`, prints.
+
+Exit codes: 0 success, 1 a clipatlas error (one line on stderr), 2 bad usage, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from clipatlas.atlas import Atlas, list_collections
+from clipatlas.cli.render import console, err_console, print_hits, print_json, progress_bar
+from clipatlas.errors import ClipatlasError
+from clipatlas.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="clipatlas", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Search, cluster, map, clean and caption image collections with CLIP embeddings.",
+)
+
+Collection = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def _main(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option(help="Data directory (CLIPATLAS_HOME).")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Server database URL (CLIPATLAS_DATABASE_URL).")
+    ] = None,
+) -> None:
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = home
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    ctx.obj = load_settings(**overrides)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="Folder to ingest, recursively.")],
+    collection: Collection = "default",
+    model: Annotated[str | None, typer.Option(help="Embedder, e.g. hf:openai/clip-vit-base-patch32 "
+                                              "or hf:/path/to/local/model.")] = None,
+    embed: Annotated[bool, typer.Option(help="Embed pictures (--no-embed: store only).")] = True,
+    workers: Annotated[int | None, typer.Option(help="Decode processes (0 = auto).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pictures per model batch.")] = None,
+    json_out: Json = False,
+) -> None:
+    """Ingest a folder: decode safely, drop duplicates, embed, store."""
+    settings = _settings(ctx)
+    updates = {k: v for k, v in {"workers": workers, "batch_size": batch_size}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    with Atlas.open(collection, settings=settings, model=model) as atlas, \
+            progress_bar(not json_out) as progress:
+        report = atlas.ingest(folder, embed=embed, progress=progress)
+    if json_out:
+        print_json({"collection": collection, **report.as_dict()})
+        return
+    console.print(
+        f"{collection}: stored {report.stored}, rejected {report.rejected}, "
+        f"unchanged {report.skipped} ({report.seconds:.1f}s)"
+    )
+    for reason, n in sorted(report.reasons.items()):
+        console.print(f"  {reason}: {n}")
+    if report.outside_root:
+        console.print(f"  skipped {report.outside_root} links pointing outside {folder}")
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", "-i", help="Find pictures like this one.")] = None,
+    like: Annotated[int | None, typer.Option(help="Find pictures like this stored item id.")] = None,
+    collection: Collection = "default",
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
+    json_out: Json = False,
+) -> None:
+    """Search a collection by text, by an example picture, or by a stored item."""
+    given = [x is not None for x in (text, image, like)]
+    if sum(given) != 1:
+        raise typer.BadParameter("give exactly one of TEXT, --image or --like")
+    with Atlas.open(collection, settings=_settings(ctx)) as atlas:
+        if text is not None:
+            hits = atlas.search_text(text, k=k)
+        elif image is not None:
+            hits = atlas.search_image(image, k=k)
+        else:
+            assert like is not None
+            hits = atlas.search_item(like, k=k)
+    if json_out:
+        print_json([h.as_dict() for h in hits])
+    else:
+        print_hits(hits)
+
+
+@app.command()
+def info(ctx: typer.Context, collection: Collection = "default", json_out: Json = False) -> None:
+    """Counts, embedder and rejection reasons of a collection."""
+    with Atlas.open(collection, settings=_settings(ctx)) as atlas:
+        stats = atlas.stats()
+    if json_out:
+        print_json(stats.as_dict())
+        return
+    console.print(f"[bold]{stats.name}[/bold]  ({stats.database})")
+    console.print(f"  embedder: {stats.embedder_id or '-'}  dim: {stats.dim or '-'}")
+    console.print(f"  stored: {stats.stored}  vectors: {stats.vectors}  rejected: {stats.rejected}")
+    for reason, n in stats.reasons.items():
+        console.print(f"    {reason}: {n}")
+
+
+@app.command("collections")
+def collections_(ctx: typer.Context, json_out: Json = False) -> None:
+    """List the collections."""
+    names = list_collections(_settings(ctx))
+    if json_out:
+        print_json(names)
+    else:
+        for name in names:
+            console.print(name)
+
+
+@app.command("import-embeddings")
+def import_embeddings(
+    ctx: typer.Context,
+    vectors: Annotated[Path, typer.Argument(help=".npy matrix or .parquet file.")],
+    ids: Annotated[Path | None, typer.Option(help="Ids for a .npy matrix (.txt/.json/.npy).")] = None,
+    collection: Collection = "default",
+    model: Annotated[str | None, typer.Option(
+        help="Embedder that produced the vectors (used for text search).")] = None,
+    match: Annotated[str, typer.Option(help="Match ids to item 'key' (source key) or 'id'.")] = "key",
+    id_column: Annotated[str, typer.Option(help="Parquet id column.")] = "id",
+    vector_column: Annotated[str, typer.Option(help="Parquet vector column.")] = "vector",
+    json_out: Json = False,
+) -> None:
+    """Attach vectors computed elsewhere to items already in a collection."""
+    if match not in ("key", "id"):
+        raise typer.BadParameter("--match must be 'key' or 'id'")
+    how: Literal["key", "id"] = "key" if match == "key" else "id"
+    with Atlas.open(collection, settings=_settings(ctx)) as atlas, \
+            progress_bar(not json_out) as progress:
+        report = atlas.import_embeddings(vectors, ids, embedder_id=model, match=how,
+                                         id_column=id_column, vector_column=vector_column,
+                                         progress=progress)
+    if json_out:
+        print_json({"imported": report.imported, "dim": report.dim, "embedder": report.embedder_id})
+    else:
+        console.print(f"imported {report.imported} vectors ({report.dim}-d, {report.embedder_id})")
+
+
+def main() -> None:
+    """Entry point: usage errors exit 2 (typer), clipatlas errors exit 1 with one line."""
+    try:
+        app()
+    except ClipatlasError as exc:
+        err_console.print(f"error: {exc}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

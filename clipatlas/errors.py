@@ -1,0 +1,162 @@
+"""Typed exceptions of clipatlas.
+
+Every exception the library raises on purpose derives from :class:`ClipatlasError` and carries
+the fields a caller needs to report it (the item, the reason) rather than only a message::
+
+    ClipatlasError
+    ├── ConfigError                     bad setting or argument
+    │   └── UnknownPluginError          no source/embedder/store registered under that name
+    ├── ImageError                      one picture could not be used (path, reason, detail)
+    │   └── ImageDecodeError            sniffing/decoding/validation rejected the bytes
+    ├── EmbedderError                   model could not be loaded or used
+    │   ├── ModelLoadError              weights/config missing or unreadable (model, detail)
+    │   └── ModalityNotSupportedError   e.g. images given to a text-only model
+    ├── StoreError                      database problems
+    │   ├── CollectionNotFoundError     no collection by that name
+    │   ├── EmbedderMismatchError       vectors of another embedder offered to a collection
+    │   ├── SchemaVersionError          database written by a newer clipatlas
+    │   ├── MediaWriteError             thumbnails/originals could not be written (disk full, ...)
+    │   └── EmbeddingImportError        bring-your-own vectors failed validation
+    └── SourceError                     a source could not list its items
+        └── PathOutsideRootError        a symlink or path escapes the ingest root
+
+Per-item problems during ingestion are not raised to the caller: they are recorded with a
+:class:`Reason` and counted, so one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = [
+    "ClipatlasError",
+    "CollectionNotFoundError",
+    "ConfigError",
+    "EmbedderError",
+    "EmbedderMismatchError",
+    "EmbeddingImportError",
+    "ImageDecodeError",
+    "ImageError",
+    "MediaWriteError",
+    "ModalityNotSupportedError",
+    "ModelLoadError",
+    "PathOutsideRootError",
+    "Reason",
+    "SchemaVersionError",
+    "SourceError",
+    "StoreError",
+    "UnknownPluginError",
+]
+
+
+class Reason(str, Enum):
+    """Why an item was not stored. Values are stable: they are written to the database."""
+
+    NOT_AN_IMAGE = "not_an_image"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    TRUNCATED = "truncated"
+    TOO_LARGE = "too_large"
+    TOO_SMALL = "too_small"
+    DECODE_ERROR = "decode_error"
+    DUPLICATE = "duplicate"
+    UNREADABLE = "unreadable"  # the file could not be read (permissions, vanished, I/O error)
+    EMBED_ERROR = "embed_error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ClipatlasError(Exception):
+    """Base of every error clipatlas raises on purpose."""
+
+
+class ConfigError(ClipatlasError):
+    """A setting or argument is invalid."""
+
+
+class UnknownPluginError(ConfigError):
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        self.kind, self.name, self.known = kind, name, known
+        choices = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown {kind} {name!r} (registered: {choices})")
+
+
+class ImageError(ClipatlasError):
+    """One picture could not be used."""
+
+    def __init__(self, path: str, reason: Reason, detail: str = "") -> None:
+        self.path, self.reason, self.detail = path, Reason(reason), detail
+        super().__init__(f"{path}: {self.reason.value}" + (f" ({detail})" if detail else ""))
+
+
+class ImageDecodeError(ImageError):
+    """Sniffing, decoding or validation rejected the bytes of a picture."""
+
+
+class EmbedderError(ClipatlasError):
+    """An embedder could not be loaded or used."""
+
+
+class ModelLoadError(EmbedderError):
+    def __init__(self, model: str, detail: str) -> None:
+        self.model, self.detail = model, detail
+        super().__init__(f"cannot load model {model!r}: {detail}")
+
+
+class ModalityNotSupportedError(EmbedderError):
+    def __init__(self, model: str, modality: str) -> None:
+        self.model, self.modality = model, modality
+        super().__init__(f"model {model!r} does not embed {modality}")
+
+
+class StoreError(ClipatlasError):
+    """The database refused or failed an operation."""
+
+
+class CollectionNotFoundError(StoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no collection named {name!r}")
+
+
+class EmbedderMismatchError(StoreError):
+    def __init__(self, collection: str, expected: str, got: str) -> None:
+        self.collection, self.expected, self.got = collection, expected, got
+        super().__init__(
+            f"collection {collection!r} holds vectors of {expected!r}; refusing vectors of {got!r}"
+        )
+
+
+class SchemaVersionError(StoreError):
+    def __init__(self, found: int, supported: int) -> None:
+        self.found, self.supported = found, supported
+        super().__init__(
+            f"database schema version {found} is newer than this clipatlas supports ({supported})"
+        )
+
+
+class MediaWriteError(StoreError):
+    """The media folder could not be written; the run stops and can be resumed."""
+
+    def __init__(self, root: str, detail: str) -> None:
+        self.root, self.detail = root, detail
+        super().__init__(f"cannot write media under {root}: {detail}")
+
+
+class EmbeddingImportError(StoreError):
+    """Imported vectors failed validation; ``problems`` lists every problem found."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+        super().__init__(f"cannot import embeddings from {source}: {shown}")
+
+
+class SourceError(ClipatlasError):
+    """A source could not list its items."""
+
+
+class PathOutsideRootError(SourceError):
+    def __init__(self, path: str, root: str) -> None:
+        self.path, self.root = path, root
+        super().__init__(f"{path} resolves outside the ingest root {root}")

@@ -1,0 +1,130 @@
+"""Per-item work done in decode worker processes: read -> analyse -> thumbnail -> preprocess.
+
+Nothing here imports torch; the model stays in the main process. Every failure becomes a
+rejected :class:`NewItem` with a typed reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipatlas.embedders.base import ImagePreprocessor
+from clipatlas.errors import ImageError, MediaWriteError, Reason
+from clipatlas.images import ImageLimits, analyse_bytes, write_thumbnail
+from clipatlas.sources.base import Candidate
+from clipatlas.store.base import NewItem
+
+__all__ = [
+    "DecodeConfig",
+    "Decoded",
+    "decode_candidate",
+    "media_relpath",
+    "remove_stale_temp_files",
+]
+
+_EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    limits: ImageLimits
+    preprocessor: ImagePreprocessor | None  # None: store without embedding
+    media_root: Path
+    thumbnail_size: int = 256
+    copy_media: bool = False
+
+    @property
+    def draft(self) -> tuple[int, int]:
+        """JPEG draft size: big enough for the model input, the thumbnail and sharpness."""
+        side = max(256, self.thumbnail_size)
+        if self.preprocessor is not None:
+            pw, ph = self.preprocessor.draft_size
+            return (max(side, pw), max(side, ph))
+        return (side, side)
+
+
+@dataclass
+class Decoded:
+    item: NewItem
+    pixels: np.ndarray | None  # model input for stored items when embedding
+
+
+def media_relpath(kind: str, sha256: str, ext: str) -> str:
+    return f"{kind}/{sha256[:2]}/{sha256}.{ext}"
+
+
+def _read(candidate: Candidate, limit: int) -> bytes:
+    if candidate.path is None:
+        raise ImageError(candidate.uri, Reason.UNREADABLE, "candidate has no local path")
+    try:
+        with open(candidate.path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ImageError(candidate.uri, Reason.UNREADABLE, exc.strerror or str(exc)) from exc
+    if len(data) > limit:
+        raise ImageError(candidate.uri, Reason.TOO_LARGE, f"file exceeds {limit} bytes")
+    return data
+
+
+def _copy_original(data: bytes, dest: Path) -> None:
+    if dest.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _base_item(candidate: Candidate) -> NewItem:
+    return NewItem(
+        source=candidate.source, source_key=candidate.key, uri=candidate.uri,
+        size_bytes=candidate.size, mtime=candidate.mtime, meta=dict(candidate.meta),
+    )
+
+
+def decode_candidate(candidate: Candidate, config: DecodeConfig) -> Decoded:
+    item = _base_item(candidate)
+    try:
+        data = _read(candidate, config.limits.max_bytes)
+        item.size_bytes = len(data)
+        pic = analyse_bytes(data, candidate.uri, config.limits, draft=config.draft)
+        thumb = media_relpath("thumbs", pic.sha256, "jpg")
+        if not (config.media_root / thumb).exists():
+            write_thumbnail(pic.image, config.media_root / thumb, config.thumbnail_size)
+        if config.copy_media:
+            item.media_path = media_relpath("originals", pic.sha256, _EXT[pic.format])
+            _copy_original(data, config.media_root / item.media_path)
+        pixels = config.preprocessor(pic.image) if config.preprocessor is not None else None
+    except ImageError as exc:
+        item.status, item.reason, item.detail = "rejected", exc.reason.value, exc.detail or None
+        return Decoded(item, None)
+    except OSError as exc:  # media folder full or unwritable: not the picture's fault
+        raise MediaWriteError(str(config.media_root), exc.strerror or str(exc)) from exc
+    item.sha256, item.phash, item.format = pic.sha256, pic.phash, pic.format
+    item.thumb_path = thumb
+    item.width, item.height = pic.width, pic.height
+    item.aspect, item.sharpness = pic.quality.aspect, pic.quality.sharpness
+    return Decoded(item, pixels)
+
+
+def remove_stale_temp_files(media_root: Path) -> int:
+    """Delete temp files a killed run left in the media folder; returns how many."""
+    removed = 0
+    if media_root.is_dir():
+        for tmp in media_root.rglob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+

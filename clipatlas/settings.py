@@ -1,0 +1,65 @@
+"""One settings object for the whole engine.
+
+Everything configurable lives here, read from ``CLIPATLAS_*`` environment variables or an
+optional ``.env`` file. Build it with :func:`load_settings` and pass it down; nothing in the
+package keeps a module-level instance.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_MODEL", "Settings", "load_settings"]
+
+DEFAULT_MODEL = "hf:openai/clip-vit-base-patch32"
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "clipatlas"
+
+
+class Settings(BaseSettings):
+    """Engine configuration (environment prefix ``CLIPATLAS_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLIPATLAS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(default_factory=_default_home, description="Data directory.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a server database (e.g. postgresql+psycopg://...). "
+        "Unset: one SQLite file per collection under `home`.",
+    )
+    model: str = Field(default=DEFAULT_MODEL, description="Default image/text embedder.")
+    text_model: str = Field(
+        default="sentence-transformers:sentence-transformers/all-MiniLM-L6-v2",
+        description="Default text-only embedder (captions, record text).",
+    )
+    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, mps.")
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    workers: int = Field(
+        default=0, ge=-1, description="Decode worker processes; 0 = automatic, -1 = in-process."
+    )
+    max_pixels: int = Field(default=64_000_000, ge=1, description="Pixel budget per image.")
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    min_side: int = Field(default=16, ge=1, description="Smaller images are `too_small`.")
+    thumbnail_size: int = Field(default=256, ge=16, le=1024)
+    vector_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+    copy_media: bool = Field(
+        default=False, description="Copy originals of folder ingests into the media store."
+    )
+
+    def collection_dir(self, name: str) -> Path:
+        return self.home / "collections" / name
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]

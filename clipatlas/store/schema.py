@@ -1,0 +1,118 @@
+"""Tables of a clipatlas database and the migrations that build them.
+
+The schema version lives in ``schema_version``; :func:`ensure_schema` applies pending
+migrations in order and refuses a database written by a newer clipatlas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+
+from clipatlas.errors import SchemaVersionError
+
+__all__ = ["SCHEMA_VERSION", "collections", "embeddings", "ensure_schema", "items", "metadata"]
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("embedder_id", String(500)),
+    Column("dim", Integer),
+    Column("version", Integer, nullable=False, default=0),  # bumped by every write batch
+    Column("created_at", Float, nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("source_key", Text, nullable=False),
+    Column("uri", Text, nullable=False),
+    Column("status", String(20), nullable=False),  # "ok" | "rejected"
+    Column("reason", String(40)),
+    Column("detail", Text),
+    Column("sha256", String(64)),
+    Column("phash", String(16)),
+    Column("format", String(10)),
+    Column("media_path", Text),
+    Column("thumb_path", Text),
+    Column("size_bytes", Integer),
+    Column("mtime", Float),
+    Column("width", Integer),
+    Column("height", Integer),
+    Column("aspect", Float),
+    Column("sharpness", Float),
+    Column("meta", JSON, nullable=False, default=dict),
+    Column("version", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("collection_id", "source", "source_key", name="uq_items_source_key"),
+)
+Index(
+    "uq_items_sha256_ok",
+    items.c.collection_id,
+    items.c.sha256,
+    unique=True,
+    sqlite_where=items.c.status == "ok",
+    postgresql_where=items.c.status == "ok",
+)
+Index("ix_items_status", items.c.collection_id, items.c.status, items.c.reason)
+
+embeddings = Table(
+    "embeddings",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("embedder_id", String(500), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("dtype", String(10), nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[collections, items, embeddings])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def ensure_schema(conn: Connection) -> int:
+    """Bring the database to :data:`SCHEMA_VERSION`; returns the version found before."""
+    schema_version.create(conn, checkfirst=True)
+    found = conn.execute(select(schema_version.c.version)).scalar_one_or_none() or 0
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(found, SCHEMA_VERSION)
+    for number in range(found + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[number - 1](conn)
+    if found != SCHEMA_VERSION:
+        conn.execute(schema_version.delete())
+        conn.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+    return found

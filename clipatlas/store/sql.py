@@ -1,0 +1,412 @@
+"""The SQLAlchemy store: SQLite (embedded default) and PostgreSQL with the same code.
+
+Rows and their vectors are written in one transaction (:meth:`SqlStore.write_batch`), so a
+crash at any moment leaves either the whole batch or none of it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from clipatlas.errors import (
+    CollectionNotFoundError,
+    EmbedderMismatchError,
+    Reason,
+    StoreError,
+)
+from clipatlas.store.base import CollectionInfo, Fingerprint, Item, KnownKey, NewItem
+from clipatlas.store.schema import collections, embeddings, ensure_schema, items
+
+__all__ = ["SqlStore", "sqlite_url"]
+
+_MIGRATION_LOCK = 0x636C6970  # "clip": advisory lock id for concurrent PostgreSQL migrations
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+pysqlite:///{path}"
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class SqlStore:
+    """A clipatlas database reached through one SQLAlchemy engine."""
+
+    def __init__(self, url: str, *, vector_dtype: str = "float16") -> None:
+        self.url = url
+        self.vector_dtype = np.dtype(vector_dtype)
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StoreError(f"cannot open database {parsed.render_as_string()}: {exc}") from exc
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _on_sqlite_connect)
+        try:
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                ensure_schema(conn)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open database {parsed.render_as_string()}: {exc}") from exc
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    # -- collections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(str(exc)) from exc
+
+    @staticmethod
+    def _info(row: Any) -> CollectionInfo:
+        return CollectionInfo(id=row.id, name=row.name, embedder_id=row.embedder_id, dim=row.dim)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self._tx() as conn:
+            row = conn.execute(select(collections).where(collections.c.name == name)).first()
+        if row is None:
+            raise CollectionNotFoundError(name)
+        return self._info(row)
+
+    def ensure_collection(self, name: str) -> CollectionInfo:
+        try:
+            return self.get_collection(name)
+        except CollectionNotFoundError:
+            pass
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(collections).values(name=name, version=0, created_at=time.time()))
+        except SQLAlchemyError:
+            pass  # created concurrently by another process
+        return self.get_collection(name)
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self._tx() as conn:
+            rows = conn.execute(select(collections).order_by(collections.c.name)).all()
+        return [self._info(r) for r in rows]
+
+    def bind_embedder(self, collection: CollectionInfo, embedder_id: str, dim: int) -> CollectionInfo:
+        """Tie the collection to one embedder; refuse a different one."""
+        with self._tx() as conn:
+            row = conn.execute(
+                select(collections).where(collections.c.id == collection.id).with_for_update()
+            ).one()
+            if row.embedder_id is None:
+                conn.execute(
+                    update(collections)
+                    .where(collections.c.id == collection.id)
+                    .values(embedder_id=embedder_id, dim=dim)
+                )
+            elif row.embedder_id != embedder_id or row.dim != dim:
+                raise EmbedderMismatchError(collection.name, row.embedder_id, embedder_id)
+        return CollectionInfo(collection.id, collection.name, embedder_id, dim)
+
+    # -- ingestion ---------------------------------------------------------------------------
+
+    def known_keys(self, collection: CollectionInfo, source: str) -> dict[str, KnownKey]:
+        q = (
+            select(
+                items.c.source_key,
+                items.c.size_bytes,
+                items.c.mtime,
+                items.c.status,
+                embeddings.c.item_id,
+            )
+            .outerjoin(embeddings, embeddings.c.item_id == items.c.id)
+            .where(items.c.collection_id == collection.id, items.c.source == source)
+        )
+        with self._tx() as conn:
+            return {
+                r.source_key: KnownKey(r.size_bytes, r.mtime, r.status != "ok" or r.item_id is not None)
+                for r in conn.execute(q)
+            }
+
+    def existing_sha256(
+        self, collection: CollectionInfo, hashes: Sequence[str]
+    ) -> dict[str, tuple[int, str, str]]:
+        """Stored items by content hash: sha256 -> (item id, source, source key)."""
+        if not hashes:
+            return {}
+        with self._tx() as conn:
+            return self._existing_sha256(conn, collection.id, hashes)
+
+    @staticmethod
+    def _existing_sha256(
+        conn: Connection, collection_id: int, hashes: Sequence[str]
+    ) -> dict[str, tuple[int, str, str]]:
+        found: dict[str, tuple[int, str, str]] = {}
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 500):
+            q = select(items.c.sha256, items.c.id, items.c.source, items.c.source_key).where(
+                items.c.collection_id == collection_id,
+                items.c.status == "ok",
+                items.c.sha256.in_(unique[start : start + 500]),
+            )
+            found.update({r.sha256: (r.id, r.source, r.source_key) for r in conn.execute(q)})
+        return found
+
+    def _encode(self, vector: np.ndarray) -> bytes:
+        return np.ascontiguousarray(vector, dtype=self.vector_dtype).tobytes()
+
+    def write_batch(
+        self,
+        collection: CollectionInfo,
+        new_items: Sequence[NewItem],
+        vectors: np.ndarray | None = None,
+    ) -> list[int]:
+        """Write items and the vectors of the stored ones in one transaction.
+
+        ``vectors`` has one row per item with ``status == "ok"``, in order (or is None). An
+        existing row with the same (source, source_key) is replaced. An ok item whose sha256
+        is already stored becomes a ``duplicate`` rejection (and its vector is dropped); such
+        items are updated in place. Returns the new item ids in input order.
+        """
+        ok_positions = [i for i, it in enumerate(new_items) if it.status == "ok"]
+        if vectors is not None:
+            if collection.embedder_id is None or collection.dim is None:
+                raise StoreError(f"collection {collection.name!r} has no embedder bound")
+            if vectors.shape != (len(ok_positions), collection.dim):
+                raise StoreError(
+                    f"expected vectors of shape ({len(ok_positions)}, {collection.dim}), "
+                    f"got {vectors.shape}"
+                )
+        vector_of = {pos: row for row, pos in enumerate(ok_positions)}
+        now = time.time()
+        ids: list[int] = []
+        with self._tx() as conn:
+            conn.execute(
+                update(collections)
+                .where(collections.c.id == collection.id)
+                .values(version=collections.c.version + 1)
+            )
+            version = conn.execute(
+                select(collections.c.version).where(collections.c.id == collection.id)
+            ).scalar_one()
+            self._delete_keys(conn, collection.id, new_items)
+            taken = {sha: found[0] for sha, found in self._existing_sha256(
+                conn, collection.id, [it.sha256 for it in new_items if it.status == "ok" and it.sha256]
+            ).items()}
+            for pos, it in enumerate(new_items):
+                if it.status == "ok" and it.sha256 in taken:
+                    # updated in place so the caller's counts match what was written
+                    it.status, it.reason = "rejected", Reason.DUPLICATE.value
+                    it.meta = {**it.meta, "duplicate_of": taken[it.sha256]}
+                values = asdict(it)
+                item_id = conn.execute(
+                    insert(items).values(
+                        collection_id=collection.id, version=version, created_at=now, **values
+                    )
+                ).inserted_primary_key[0]
+                ids.append(int(item_id))
+                if it.status == "ok" and it.sha256:
+                    taken[it.sha256] = int(item_id)
+                if it.status == "ok" and vectors is not None:
+                    conn.execute(
+                        insert(embeddings).values(
+                            item_id=item_id,
+                            embedder_id=collection.embedder_id,
+                            dim=collection.dim,
+                            dtype=self.vector_dtype.name,
+                            vector=self._encode(vectors[vector_of[pos]]),
+                        )
+                    )
+        return ids
+
+    @staticmethod
+    def _delete_keys(conn: Connection, collection_id: int, new_items: Sequence[NewItem]) -> None:
+        by_source: dict[str, list[str]] = {}
+        for it in new_items:
+            by_source.setdefault(it.source, []).append(it.source_key)
+        for source, keys in by_source.items():
+            for start in range(0, len(keys), 500):
+                old = select(items.c.id).where(
+                    items.c.collection_id == collection_id,
+                    items.c.source == source,
+                    items.c.source_key.in_(keys[start : start + 500]),
+                )
+                conn.execute(delete(embeddings).where(embeddings.c.item_id.in_(old)))
+                conn.execute(delete(items).where(items.c.id.in_(old)))
+
+    def put_vectors(
+        self, collection: CollectionInfo, item_ids: Sequence[int], vectors: np.ndarray
+    ) -> None:
+        """Set (insert or replace) the vectors of existing items, in one transaction."""
+        if collection.embedder_id is None or collection.dim is None:
+            raise StoreError(f"collection {collection.name!r} has no embedder bound")
+        with self._tx() as conn:
+            conn.execute(
+                update(collections)
+                .where(collections.c.id == collection.id)
+                .values(version=collections.c.version + 1)
+            )
+            version = conn.execute(
+                select(collections.c.version).where(collections.c.id == collection.id)
+            ).scalar_one()
+            ids = [int(i) for i in item_ids]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                conn.execute(delete(embeddings).where(embeddings.c.item_id.in_(chunk)))
+                conn.execute(update(items).where(items.c.id.in_(chunk)).values(version=version))
+            rows = [
+                {
+                    "item_id": item_id,
+                    "embedder_id": collection.embedder_id,
+                    "dim": collection.dim,
+                    "dtype": self.vector_dtype.name,
+                    "vector": self._encode(vec),
+                }
+                for item_id, vec in zip(ids, vectors, strict=True)
+            ]
+            for start in range(0, len(rows), 1000):
+                conn.execute(insert(embeddings), rows[start : start + 1000])
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def counts(self, collection: CollectionInfo) -> dict[str, int]:
+        with self._tx() as conn:
+            by_status = dict(
+                conn.execute(
+                    select(items.c.status, func.count())
+                    .where(items.c.collection_id == collection.id)
+                    .group_by(items.c.status)
+                ).all()
+            )
+            vectors = conn.execute(
+                select(func.count())
+                .select_from(embeddings.join(items, embeddings.c.item_id == items.c.id))
+                .where(items.c.collection_id == collection.id)
+            ).scalar_one()
+        return {"ok": by_status.get("ok", 0), "rejected": by_status.get("rejected", 0),
+                "vectors": vectors}
+
+    def reason_counts(self, collection: CollectionInfo) -> dict[str, int]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(items.c.reason, func.count())
+                .where(items.c.collection_id == collection.id, items.c.status == "rejected")
+                .group_by(items.c.reason)
+                .order_by(items.c.reason)
+            ).all()
+        return {str(reason): int(n) for reason, n in rows}
+
+    def fingerprint(self, collection: CollectionInfo) -> Fingerprint:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(collections.c.embedder_id, collections.c.version).where(
+                    collections.c.id == collection.id
+                )
+            ).one()
+        return Fingerprint(row.embedder_id, self.counts(collection)["vectors"], row.version)
+
+    def load_vectors(self, collection: CollectionInfo) -> tuple[np.ndarray, np.ndarray]:
+        """All vectors of stored items as (ids int64, float32 matrix), ordered by id."""
+        q = (
+            select(embeddings.c.item_id, embeddings.c.dtype, embeddings.c.vector)
+            .join(items, embeddings.c.item_id == items.c.id)
+            .where(items.c.collection_id == collection.id, items.c.status == "ok")
+            .order_by(embeddings.c.item_id)
+        )
+        dim = collection.dim or 0
+        ids: list[int] = []
+        chunks: list[np.ndarray] = []
+        with self._tx() as conn:
+            for row in conn.execution_options(yield_per=5000).execute(q):
+                ids.append(row.item_id)
+                chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
+        matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
+        return np.asarray(ids, dtype=np.int64), matrix
+
+    def get_items(self, collection: CollectionInfo, ids: Sequence[int]) -> list[Item]:
+        """Items by id, in the order asked (unknown ids are skipped)."""
+        wanted = [int(i) for i in ids]
+        found: dict[int, Item] = {}
+        with self._tx() as conn:
+            for start in range(0, len(wanted), 500):
+                q = (
+                    select(items, embeddings.c.item_id.label("vec_item"))
+                    .outerjoin(embeddings, embeddings.c.item_id == items.c.id)
+                    .where(items.c.collection_id == collection.id,
+                           items.c.id.in_(wanted[start : start + 500]))
+                )
+                for r in conn.execute(q):
+                    found[r.id] = _item(r)
+        return [found[i] for i in wanted if i in found]
+
+    def find_items(
+        self, collection: CollectionInfo, *, source_keys: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """Map source keys to item ids for stored items (any source)."""
+        keys = list(source_keys or [])
+        out: dict[str, int] = {}
+        with self._tx() as conn:
+            for start in range(0, len(keys), 500):
+                q = select(items.c.source_key, items.c.id).where(
+                    items.c.collection_id == collection.id,
+                    items.c.status == "ok",
+                    items.c.source_key.in_(keys[start : start + 500]),
+                )
+                out.update({r.source_key: r.id for r in conn.execute(q)})
+        return out
+
+    def stored_item_ids(self, collection: CollectionInfo, ids: Sequence[int]) -> set[int]:
+        wanted = [int(i) for i in ids]
+        out: set[int] = set()
+        with self._tx() as conn:
+            for start in range(0, len(wanted), 500):
+                q = select(items.c.id).where(
+                    items.c.collection_id == collection.id,
+                    items.c.status == "ok",
+                    items.c.id.in_(wanted[start : start + 500]),
+                )
+                out.update(r.id for r in conn.execute(q))
+        return out
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _item(r: Any) -> Item:
+    return Item(
+        id=r.id, source=r.source, source_key=r.source_key, uri=r.uri, status=r.status,
+        reason=r.reason, detail=r.detail, sha256=r.sha256, phash=r.phash, format=r.format,
+        media_path=r.media_path, thumb_path=r.thumb_path, size_bytes=r.size_bytes,
+        width=r.width, height=r.height, aspect=r.aspect, sharpness=r.sharpness,
+        meta=r.meta or {}, has_vector=r.vec_item is not None,
+    )

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipatlas import Atlas
+from clipatlas.errors import ConfigError, ImageDecodeError
+from clipatlas.index.exact import ExactIndex
+from clipatlas.settings import Settings
+from tests.corpus import coloured_picture
+
+COLOURS = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 220),
+           "yellow": (230, 220, 20)}
+
+
+@pytest.fixture
+def colour_atlas(settings: Settings, tmp_path: Path) -> Atlas:
+    folder = _mk(tmp_path / "colours")
+    for name, rgb in COLOURS.items():
+        for i in range(3):
+            coloured_picture(rgb, size=(64 + i * 8, 64)).save(folder / f"{name}{i}.png")
+    atlas = Atlas.open("colours", settings=settings)
+    atlas.ingest(folder)
+    return atlas
+
+
+def _mk(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize("colour", sorted(COLOURS))
+def test_text_search_ranks_pictures_of_the_named_colour_first(colour_atlas: Atlas, colour: str) -> None:
+    hits = colour_atlas.search_text(f"a {colour} picture", k=3)
+    assert [re.sub(r"\d\.png$", "", h.source_key) for h in hits] == [colour] * 3
+    assert hits[0].score >= hits[1].score >= hits[2].score
+
+
+def test_image_search_finds_the_same_picture_first_with_its_path_and_metadata(
+    colour_atlas: Atlas, tmp_path: Path
+) -> None:
+    query = tmp_path / "q.png"
+    coloured_picture(COLOURS["blue"], size=(64, 64)).save(query)
+    hits = colour_atlas.search_image(query, k=5)
+    assert hits[0].source_key == "blue0.png" and hits[0].score > 0.99
+    assert Path(hits[0].path or "").is_file() and Path(hits[0].thumbnail or "").is_file()
+    assert (hits[0].width, hits[0].height) == (64, 64)
+    assert len(hits) == 5
+
+
+def test_search_by_stored_item_excludes_the_item_itself(colour_atlas: Atlas) -> None:
+    red0 = colour_atlas.search_text("red", k=1)[0]
+    hits = colour_atlas.search_item(red0.id, k=2)
+    assert red0.id not in [h.id for h in hits]
+    assert all(h.source_key.startswith("red") for h in hits)
+
+
+def test_k_larger_than_the_collection_returns_everything(colour_atlas: Atlas) -> None:
+    assert len(colour_atlas.search_text("green", k=100)) == 12
+
+
+def test_a_query_picture_that_is_not_an_image_gets_a_typed_error(
+    colour_atlas: Atlas, tmp_path: Path
+) -> None:
+    bad = tmp_path / "q.jpg"
+    bad.write_text("<html></html>")
+    with pytest.raises(ImageDecodeError) as err:
+        colour_atlas.search_image(bad)
+    assert err.value.reason == "not_an_image"
+    with pytest.raises(ConfigError):
+        colour_atlas.search_text("   ")
+
+
+def test_the_index_cache_is_rebuilt_when_the_collection_changes(
+    colour_atlas: Atlas, tmp_path: Path
+) -> None:
+    assert len(colour_atlas.index()) == 12
+    extra = _mk(tmp_path / "more")
+    coloured_picture((10, 10, 10), size=(40, 40)).save(extra / "black.png")
+    colour_atlas.ingest(extra)
+    assert len(colour_atlas.index()) == 13
+    assert len(list(colour_atlas.cache_dir.glob("vectors-*.npy"))) == 1
+    reopened = Atlas.open("colours", settings=colour_atlas.settings)
+    assert len(reopened.index()) == 13
+    assert reopened.search_text("black", k=1)[0].source_key == "black.png"
+
+
+def test_exact_index_matches_brute_force_across_blocks() -> None:
+    rng = np.random.default_rng(3)
+    m = rng.standard_normal((70_000, 16)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    q = m[[5, 69_999]]
+    index = ExactIndex(np.arange(10, 70_010), m)
+    scores, ids = index.search(q, 10)
+    brute = np.argsort(-(q @ m.T), axis=1)[:, :10] + 10
+    assert (ids == brute).all()
+    assert ids[0, 0] == 15 and ids[1, 0] == 70_009
+    assert np.all(np.diff(scores, axis=1) <= 0)

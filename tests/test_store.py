@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+from clipatlas.embedders.base import l2_normalize
+from clipatlas.errors import EmbedderMismatchError, SchemaVersionError, StoreError
+from clipatlas.store.base import NewItem
+from clipatlas.store.schema import SCHEMA_VERSION
+from clipatlas.store.sql import SqlStore, sqlite_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "db" / "clipatlas.db")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(store_url)
+    yield s
+    s.close()
+
+
+def _item(key: str, sha: str, status: str = "ok", reason: str | None = None) -> NewItem:
+    return NewItem(source="folder", source_key=key, uri=f"/data/{key}", status=status,
+                   reason=reason, sha256=sha if status == "ok" else None, size_bytes=10, mtime=1.0)
+
+
+def _vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
+    return l2_normalize(np.random.default_rng(seed).standard_normal((n, dim)))
+
+
+def test_batch_rows_and_vectors_are_written_together_and_read_back(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
+    vecs = _vectors(2)
+    ids = store.write_batch(coll, [_item("a.jpg", "a" * 64), _item("bad.jpg", "", "rejected",
+                                   "truncated"), _item("b.jpg", "b" * 64)], vecs)
+    assert len(ids) == 3
+    assert store.counts(coll) == {"ok": 2, "rejected": 1, "vectors": 2}
+    assert store.reason_counts(coll) == {"truncated": 1}
+    got_ids, matrix = store.load_vectors(coll)
+    assert got_ids.tolist() == [ids[0], ids[2]]
+    np.testing.assert_allclose(matrix, vecs, atol=2e-3)  # stored as float16
+    items = store.get_items(coll, [ids[2], ids[1]])
+    assert [i.source_key for i in items] == ["b.jpg", "bad.jpg"]
+    assert items[0].has_vector and not items[1].has_vector
+
+
+def test_a_second_copy_of_stored_bytes_becomes_a_duplicate_rejection(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
+    first = store.write_batch(coll, [_item("a.jpg", "a" * 64)], _vectors(1))
+    copy = _item("copy/a.jpg", "a" * 64)
+    store.write_batch(coll, [copy], _vectors(1))
+    assert copy.status == "rejected" and copy.reason == "duplicate"
+    assert copy.meta["duplicate_of"] == first[0]
+    assert store.counts(coll) == {"ok": 1, "rejected": 1, "vectors": 1}
+
+
+def test_rewriting_a_source_key_replaces_the_row_instead_of_adding_one(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
+    store.write_batch(coll, [_item("a.jpg", "", "rejected", "truncated")])
+    store.write_batch(coll, [_item("a.jpg", "c" * 64)], _vectors(1))
+    assert store.counts(coll) == {"ok": 1, "rejected": 0, "vectors": 1}
+    known = store.known_keys(coll, "folder")
+    assert set(known) == {"a.jpg"} and known["a.jpg"].complete
+
+
+def test_a_collection_refuses_vectors_of_another_embedder(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "hf:openai/clip-vit-base-patch32", 512)
+    with pytest.raises(EmbedderMismatchError) as err:
+        store.bind_embedder(coll, "open_clip:ViT-B-32/openai", 512)
+    assert err.value.expected == "hf:openai/clip-vit-base-patch32"
+    assert "open_clip:ViT-B-32/openai" in str(err.value)
+
+
+def test_vectors_of_the_wrong_shape_are_refused_and_nothing_is_written(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
+    with pytest.raises(StoreError):
+        store.write_batch(coll, [_item("a.jpg", "a" * 64)], _vectors(1, dim=4))
+    assert store.counts(coll) == {"ok": 0, "rejected": 0, "vectors": 0}
+
+
+def test_the_fingerprint_changes_with_every_write(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
+    before = store.fingerprint(coll)
+    store.write_batch(coll, [_item("a.jpg", "a" * 64)], _vectors(1))
+    after = store.fingerprint(coll)
+    assert (before.count, after.count) == (0, 1)
+    assert after.version > before.version and after.token() != before.token()
+
+
+def test_a_database_from_a_newer_clipatlas_is_refused(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "x.db")
+    SqlStore(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = :v"), {"v": SCHEMA_VERSION + 1})
+    engine.dispose()
+    with pytest.raises(SchemaVersionError) as err:
+        SqlStore(url)
+    assert err.value.found == SCHEMA_VERSION + 1
+
+
+def test_float16_storage_keeps_cosine_scores_close(tmp_path: Path) -> None:
+    store = SqlStore(sqlite_url(tmp_path / "x.db"), vector_dtype="float16")
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:64", 64)
+    vecs = _vectors(20, dim=64)
+    store.write_batch(coll, [_item(f"{i}.jpg", f"{i:064d}") for i in range(20)], vecs)
+    _, matrix = store.load_vectors(coll)
+    store.close()
+    assert matrix.dtype == np.float32
+    assert np.abs(matrix @ vecs.T - vecs @ vecs.T).max() < 2e-3
