@@ -29,7 +29,7 @@ from clipatlas.images import ImageLimits, decode_image
 from clipatlas.index.cache import load_exact_index
 from clipatlas.index.exact import ExactIndex
 from clipatlas.pipeline.decode import DecodeConfig, remove_stale_temp_files
-from clipatlas.pipeline.ingest import IngestReport, Ingestor
+from clipatlas.pipeline.ingest import Ingestor, IngestReport
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.registry import Registry, default_registry
 from clipatlas.settings import Settings, load_settings
@@ -56,9 +56,14 @@ class CollectionStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "database": self.database, "embedder": self.embedder_id,
-            "dim": self.dim, "stored": self.stored, "rejected": self.rejected,
-            "vectors": self.vectors, "reasons": dict(self.reasons),
+            "name": self.name,
+            "database": self.database,
+            "embedder": self.embedder_id,
+            "dim": self.dim,
+            "stored": self.stored,
+            "rejected": self.rejected,
+            "vectors": self.vectors,
+            "reasons": dict(self.reasons),
         }
 
 
@@ -73,7 +78,11 @@ class Atlas:
     """One collection: ingest, embed, store, search."""
 
     def __init__(
-        self, name: str, settings: Settings, store: SqlStore, registry: Registry,
+        self,
+        name: str,
+        settings: Settings,
+        store: SqlStore,
+        registry: Registry,
         model: str | None = None,
     ) -> None:
         self.name, self.settings, self.store, self.registry = name, settings, store, registry
@@ -153,7 +162,8 @@ class Atlas:
             embedder = self.embedder()
             self._bind(embedder.id, embedder.dim)
         limits = ImageLimits(
-            max_pixels=self.settings.max_pixels, min_side=self.settings.min_side,
+            max_pixels=self.settings.max_pixels,
+            min_side=self.settings.min_side,
             max_bytes=self.settings.max_file_bytes,
         )
         config = DecodeConfig(
@@ -165,8 +175,13 @@ class Atlas:
         )
         remove_stale_temp_files(self.media_root)
         ingestor = Ingestor(
-            self.store, self.collection, config, embedder,
-            batch_size=self.settings.batch_size, workers=self.settings.workers, progress=progress,
+            self.store,
+            self.collection,
+            config,
+            embedder,
+            batch_size=self.settings.batch_size,
+            workers=self.settings.workers,
+            progress=progress,
         )
         return ingestor.run(source)
 
@@ -182,22 +197,36 @@ class Atlas:
         progress: ProgressCallback | None = None,
     ) -> ImportReport:
         """Attach vectors computed elsewhere to stored items (validated, L2-normalised)."""
-        vf = read_vector_file(Path(vectors), Path(ids) if ids else None,
-                              id_column=id_column, vector_column=vector_column)
+        vf = read_vector_file(
+            Path(vectors),
+            Path(ids) if ids else None,
+            id_column=id_column,
+            vector_column=vector_column,
+        )
         model = embedder_id or self.model_id
         dim = self.collection.dim if self.collection.embedder_id else vf.matrix.shape[1]
-        lookup = self.store.find_items(self.collection, source_keys=vf.ids) if match == "key" else {}
-        stored = self.store.stored_item_ids(
-            self.collection, [int(k) for k in vf.ids if k.lstrip("-").isdigit()]
-        ) if match == "id" else set()
-        item_ids = validate_vectors(str(vectors), vf, int(dim or 0),
-                                    known_ids(vf.ids, match, lookup, stored), match)
+        lookup = (
+            self.store.find_items(self.collection, source_keys=vf.ids) if match == "key" else {}
+        )
+        stored = (
+            self.store.stored_item_ids(
+                self.collection, [int(k) for k in vf.ids if k.lstrip("-").isdigit()]
+            )
+            if match == "id"
+            else set()
+        )
+        item_ids = validate_vectors(
+            str(vectors), vf, int(dim or 0), known_ids(vf.ids, match, lookup, stored), match
+        )
         self._bind(model, vf.matrix.shape[1])
         norms = np.linalg.norm(vf.matrix, axis=1, keepdims=True)
         step = 10_000
         for start in range(0, len(item_ids), step):
-            self.store.put_vectors(self.collection, item_ids[start : start + step],
-                                   vf.matrix[start : start + step] / norms[start : start + step])
+            self.store.put_vectors(
+                self.collection,
+                item_ids[start : start + step],
+                vf.matrix[start : start + step] / norms[start : start + step],
+            )
             emit(progress, ProgressEvent("import", min(start + step, len(item_ids)), len(item_ids)))
         return ImportReport(len(item_ids), vf.matrix.shape[1], model)
 
@@ -211,11 +240,14 @@ class Atlas:
             self._index_token = token
         return self._index
 
-    def _search(self, query: np.ndarray, k: int, exclude: set[int] | None = None) -> list[SearchHit]:
+    def _search(
+        self, query: np.ndarray, k: int, exclude: set[int] | None = None
+    ) -> list[SearchHit]:
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
-        return search_vectors(self.index(), self.store, self.collection, query, k,
-                              self.media_root, exclude=exclude)
+        return search_vectors(
+            self.index(), self.store, self.collection, query, k, self.media_root, exclude=exclude
+        )
 
     def search_text(self, text: str, k: int = 10) -> list[SearchHit]:
         """Items whose pictures best match ``text`` (CLIP text->image), best first."""
@@ -238,8 +270,11 @@ class Atlas:
                     data = Path(image).expanduser().read_bytes()
                 except OSError as exc:
                     raise ImageError(name, Reason.UNREADABLE, exc.strerror or str(exc)) from exc
-            limits = ImageLimits(max_pixels=self.settings.max_pixels, min_side=1,
-                                 max_bytes=self.settings.max_file_bytes)
+            limits = ImageLimits(
+                max_pixels=self.settings.max_pixels,
+                min_side=1,
+                max_bytes=self.settings.max_file_bytes,
+            )
             picture = decode_image(data, name, limits).image
         return self._search(self.embedder().embed_images([picture])[0], k)
 
@@ -258,9 +293,13 @@ class Atlas:
         self.collection = self.store.get_collection(self.name)
         counts = self.store.counts(self.collection)
         return CollectionStats(
-            name=self.name, database=self.store.engine.url.render_as_string(hide_password=True),
-            embedder_id=self.collection.embedder_id, dim=self.collection.dim,
-            stored=counts["ok"], rejected=counts["rejected"], vectors=counts["vectors"],
+            name=self.name,
+            database=self.store.engine.url.render_as_string(hide_password=True),
+            embedder_id=self.collection.embedder_id,
+            dim=self.collection.dim,
+            stored=counts["ok"],
+            rejected=counts["rejected"],
+            vectors=counts["vectors"],
             reasons=self.store.reason_counts(self.collection),
         )
 

@@ -148,7 +148,9 @@ class EmbeddingImportError(StoreError):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source, self.problems = source, problems
-        shown = "; ".join(problems[:5]) + (f"; ... {len(problems) - 5} more" if len(problems) > 5 else "")
+        shown = "; ".join(problems[:5]) + (
+            f"; ... {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
         super().__init__(f"cannot import embeddings from {source}: {shown}")
 
 

@@ -81,8 +81,10 @@ class Registry:
         """Run one plugin: a ``module:function`` path or the callable itself."""
         if isinstance(target, str):
             module_name, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module_name), attr or "register")
-        target(self)
+            register = getattr(importlib.import_module(module_name), attr or "register")
+        else:
+            register = target
+        register(self)
 
 
 def default_registry(*, with_entry_points: bool = True) -> Registry:

@@ -17,8 +17,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings isolated in a temp home, with the fast deterministic embedder."""
-    return Settings(home=tmp_path / "home", model="fake:64", workers=-1, batch_size=8,
-                    database_url=None)
+    return Settings(
+        home=tmp_path / "home", model="fake:64", workers=-1, batch_size=8, database_url=None
+    )
 
 
 @pytest.fixture(scope="session")

@@ -43,10 +43,24 @@ class LocalPostgres:
         if os.geteuid() == 0:  # initdb refuses to run as root
             self._prefix = ["runuser", "-u", "postgres", "--"]
             shutil.chown(base, "postgres")
-        self._run([initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                   "--no-sync", "-E", "UTF8"])
+        self._run(
+            [
+                initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
         opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {base} -c fsync=off"
-        self._run([pg_ctl, "-D", str(self.data), "-l", str(base / "log"), "-o", opts, "-w", "start"])
+        self._run(
+            [pg_ctl, "-D", str(self.data), "-l", str(base / "log"), "-o", opts, "-w", "start"]
+        )
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -60,5 +74,8 @@ class LocalPostgres:
         subprocess.run(self._prefix + cmd, check=True, capture_output=True, cwd=self.base)
 
     def stop(self) -> None:
-        subprocess.run(self._prefix + [self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],
-                       capture_output=True, cwd=self.base)
+        subprocess.run(
+            [*self._prefix, self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"],
+            capture_output=True,
+            cwd=self.base,
+        )

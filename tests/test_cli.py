@@ -14,11 +14,22 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
 def run(home: Path, *args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLIPATLAS_HOME": str(home), "CLIPATLAS_MODEL": "fake:64",
-           "CLIPATLAS_WORKERS": "1", "CLIPATLAS_BATCH_SIZE": "8", "COLUMNS": "120",
-           "NO_COLOR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "clipatlas", *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "CLIPATLAS_HOME": str(home),
+        "CLIPATLAS_MODEL": "fake:64",
+        "CLIPATLAS_WORKERS": "1",
+        "CLIPATLAS_BATCH_SIZE": "8",
+        "COLUMNS": "120",
+        "NO_COLOR": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "clipatlas", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == check, (proc.stdout, proc.stderr)
     return proc
 
@@ -61,10 +72,23 @@ def test_search_by_text_and_by_image_from_the_command_line(
     ingested: tuple[Path, Path, dict[str, str | None]],
 ) -> None:
     base, home, _ = ingested
-    hits = json.loads(run(home, "search", "something red", "-c", "demo", "-k", "3", "--json").stdout)
+    hits = json.loads(
+        run(home, "search", "something red", "-c", "demo", "-k", "3", "--json").stdout
+    )
     assert hits[0]["source_key"] == "red.png" and len(hits) == 3
-    hits = json.loads(run(home, "search", "--image", str(base / "corpus" / "blue.png"),
-                          "-c", "demo", "-k", "1", "--json").stdout)
+    hits = json.loads(
+        run(
+            home,
+            "search",
+            "--image",
+            str(base / "corpus" / "blue.png"),
+            "-c",
+            "demo",
+            "-k",
+            "1",
+            "--json",
+        ).stdout
+    )
     assert hits[0]["source_key"] == "blue.png" and hits[0]["score"] > 0.99
     table = run(home, "search", "blue", "-c", "demo", "-k", "2").stdout
     assert "blue.png" in table and "score" in table
@@ -74,8 +98,9 @@ def test_errors_are_one_line_with_a_nonzero_exit_code(
     ingested: tuple[Path, Path, dict[str, str | None]], tmp_path: Path
 ) -> None:
     base, home, _ = ingested
-    bad = run(home, "search", "--image", str(base / "corpus" / "missing.jpg"), "-c", "demo",
-              check=1)
+    bad = run(
+        home, "search", "--image", str(base / "corpus" / "missing.jpg"), "-c", "demo", check=1
+    )
     assert bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
     usage = run(home, "search", "-c", "demo", check=2)
     assert "exactly one of" in usage.stderr

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -17,11 +18,19 @@ from tests.corpus import write_good_jpegs
 
 
 def _ingest_proc(home: Path, folder: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CLIPATLAS_HOME": str(home), "CLIPATLAS_MODEL": "fake:64",
-           "CLIPATLAS_WORKERS": "1", "CLIPATLAS_BATCH_SIZE": "8"}
+    env = {
+        **os.environ,
+        "CLIPATLAS_HOME": str(home),
+        "CLIPATLAS_MODEL": "fake:64",
+        "CLIPATLAS_WORKERS": "1",
+        "CLIPATLAS_BATCH_SIZE": "8",
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "clipatlas", "ingest", str(folder), "-c", "crash", "--json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 
@@ -84,10 +93,8 @@ def test_a_clean_rerun_after_crash_embeds_nothing_twice(settings: Settings, tmp_
             return original(pixels)
 
         embedder.embed_pixels = counting  # type: ignore[method-assign]
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             atlas.ingest(folder)
-        except KeyboardInterrupt:
-            pass
         assert atlas.stats().vectors == 16
         embedder.embed_pixels = original  # type: ignore[method-assign]
         calls.clear()

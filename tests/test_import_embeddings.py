@@ -26,13 +26,16 @@ def _keys(atlas: Atlas) -> list[str]:
     return sorted(it.source_key for it in atlas.store.get_items(atlas.collection, range(1, 100)))
 
 
-def test_npy_vectors_with_an_ids_file_become_searchable(stored_atlas: Atlas, tmp_path: Path) -> None:
+def test_npy_vectors_with_an_ids_file_become_searchable(
+    stored_atlas: Atlas, tmp_path: Path
+) -> None:
     keys = _keys(stored_atlas)
     vectors = np.eye(4, 16, dtype=np.float32) * 3.0  # not normalised on purpose
     np.save(tmp_path / "v.npy", vectors)
     (tmp_path / "ids.txt").write_text("\n".join(keys) + "\n")
-    report = stored_atlas.import_embeddings(tmp_path / "v.npy", tmp_path / "ids.txt",
-                                            embedder_id="fake:16")
+    report = stored_atlas.import_embeddings(
+        tmp_path / "v.npy", tmp_path / "ids.txt", embedder_id="fake:16"
+    )
     assert (report.imported, report.dim) == (4, 16)
     stats = stored_atlas.stats()
     assert (stats.embedder_id, stats.dim, stats.vectors) == ("fake:16", 16, 4)
@@ -43,12 +46,19 @@ def test_npy_vectors_with_an_ids_file_become_searchable(stored_atlas: Atlas, tmp
 
 
 def test_parquet_vectors_match_by_numeric_item_id(stored_atlas: Atlas, tmp_path: Path) -> None:
-    ids = [str(it.id) for it in stored_atlas.store.get_items(stored_atlas.collection, range(1, 100))]
+    ids = [
+        str(it.id) for it in stored_atlas.store.get_items(stored_atlas.collection, range(1, 100))
+    ]
     rng = np.random.default_rng(0)
     table = pa.table({"item": ids, "emb": [rng.standard_normal(8).tolist() for _ in ids]})
     pq.write_table(table, tmp_path / "v.parquet")
-    report = stored_atlas.import_embeddings(tmp_path / "v.parquet", embedder_id="fake:8",
-                                            match="id", id_column="item", vector_column="emb")
+    report = stored_atlas.import_embeddings(
+        tmp_path / "v.parquet",
+        embedder_id="fake:8",
+        match="id",
+        id_column="item",
+        vector_column="emb",
+    )
     assert report.imported == 4 and stored_atlas.stats().vectors == 4
 
 
@@ -62,8 +72,9 @@ def test_every_validation_problem_is_reported_together_and_nothing_is_written(
     np.save(tmp_path / "v.npy", vectors)
     (tmp_path / "ids.json").write_text(json.dumps([keys[0], keys[1], keys[2], keys[0], "nope.jpg"]))
     with pytest.raises(EmbeddingImportError) as err:
-        stored_atlas.import_embeddings(tmp_path / "v.npy", tmp_path / "ids.json",
-                                       embedder_id="fake:16")
+        stored_atlas.import_embeddings(
+            tmp_path / "v.npy", tmp_path / "ids.json", embedder_id="fake:16"
+        )
     text = " | ".join(err.value.problems)
     for expected in ("NaN", "zero vectors", "duplicate ids", "not stored source keys"):
         assert expected in text

@@ -73,10 +73,12 @@ def test_decode_workers_in_processes_store_the_same_rows_as_inline_decoding(
             items = atlas.store.get_items(atlas.collection, range(1, 10_000))
             ids, matrix = atlas.store.load_vectors(atlas.collection)
             keys = {it.id: it.source_key for it in items}
-            results.append((
-                sorted((it.source_key, it.status, it.reason, it.sha256) for it in items),
-                {keys[int(i)]: row for i, row in zip(ids, matrix, strict=True)},
-            ))
+            results.append(
+                (
+                    sorted((it.source_key, it.status, it.reason, it.sha256) for it in items),
+                    {keys[int(i)]: row for i, row in zip(ids, matrix, strict=True)},
+                )
+            )
     assert results[0][0] == results[1][0]
     assert len(results[0][0]) == len(expected)
     for key, vec in results[0][1].items():
@@ -101,8 +103,10 @@ def test_a_collection_refuses_a_second_embedder(settings: Settings, tmp_path: Pa
     write_good_jpegs(tmp_path / "in", 2, size=(64, 64))
     with Atlas.open("bound", settings=settings) as atlas:
         atlas.ingest(tmp_path / "in")
-    with Atlas.open("bound", settings=settings, model="fake:32") as atlas, \
-            pytest.raises(EmbedderMismatchError):
+    with (
+        Atlas.open("bound", settings=settings, model="fake:32") as atlas,
+        pytest.raises(EmbedderMismatchError),
+    ):
         atlas.ingest(tmp_path / "in")
 
 

@@ -12,8 +12,12 @@ from clipatlas.index.exact import ExactIndex
 from clipatlas.settings import Settings
 from tests.corpus import coloured_picture
 
-COLOURS = {"red": (220, 20, 20), "green": (20, 200, 30), "blue": (20, 30, 220),
-           "yellow": (230, 220, 20)}
+COLOURS = {
+    "red": (220, 20, 20),
+    "green": (20, 200, 30),
+    "blue": (20, 30, 220),
+    "yellow": (230, 220, 20),
+}
 
 
 @pytest.fixture
@@ -33,7 +37,9 @@ def _mk(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("colour", sorted(COLOURS))
-def test_text_search_ranks_pictures_of_the_named_colour_first(colour_atlas: Atlas, colour: str) -> None:
+def test_text_search_ranks_pictures_of_the_named_colour_first(
+    colour_atlas: Atlas, colour: str
+) -> None:
     hits = colour_atlas.search_text(f"a {colour} picture", k=3)
     assert [re.sub(r"\d\.png$", "", h.source_key) for h in hits] == [colour] * 3
     assert hits[0].score >= hits[1].score >= hits[2].score

@@ -29,8 +29,16 @@ def store(store_url: str) -> Iterator[SqlStore]:
 
 
 def _item(key: str, sha: str, status: str = "ok", reason: str | None = None) -> NewItem:
-    return NewItem(source="folder", source_key=key, uri=f"/data/{key}", status=status,
-                   reason=reason, sha256=sha if status == "ok" else None, size_bytes=10, mtime=1.0)
+    return NewItem(
+        source="folder",
+        source_key=key,
+        uri=f"/data/{key}",
+        status=status,
+        reason=reason,
+        sha256=sha if status == "ok" else None,
+        size_bytes=10,
+        mtime=1.0,
+    )
 
 
 def _vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -40,8 +48,15 @@ def _vectors(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
 def test_batch_rows_and_vectors_are_written_together_and_read_back(store: SqlStore) -> None:
     coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
     vecs = _vectors(2)
-    ids = store.write_batch(coll, [_item("a.jpg", "a" * 64), _item("bad.jpg", "", "rejected",
-                                   "truncated"), _item("b.jpg", "b" * 64)], vecs)
+    ids = store.write_batch(
+        coll,
+        [
+            _item("a.jpg", "a" * 64),
+            _item("bad.jpg", "", "rejected", "truncated"),
+            _item("b.jpg", "b" * 64),
+        ],
+        vecs,
+    )
     assert len(ids) == 3
     assert store.counts(coll) == {"ok": 2, "rejected": 1, "vectors": 2}
     assert store.reason_counts(coll) == {"truncated": 1}

@@ -31,9 +31,16 @@ class SearchHit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "score": round(self.score, 6), "uri": self.uri, "path": self.path,
-            "thumbnail": self.thumbnail, "source": self.source, "source_key": self.source_key,
-            "width": self.width, "height": self.height, "meta": dict(self.meta),
+            "id": self.id,
+            "score": round(self.score, 6),
+            "uri": self.uri,
+            "path": self.path,
+            "thumbnail": self.thumbnail,
+            "source": self.source,
+            "source_key": self.source_key,
+            "width": self.width,
+            "height": self.height,
+            "meta": dict(self.meta),
         }
 
 
@@ -46,8 +53,16 @@ def _hit(item: Item, score: float, media_root: Path) -> SearchHit:
         path = None
     thumb = str(media_root / item.thumb_path) if item.thumb_path else None
     return SearchHit(
-        id=item.id, score=score, uri=item.uri, path=path, thumbnail=thumb, source=item.source,
-        source_key=item.source_key, width=item.width, height=item.height, meta=item.meta,
+        id=item.id,
+        score=score,
+        uri=item.uri,
+        path=path,
+        thumbnail=thumb,
+        source=item.source,
+        source_key=item.source_key,
+        width=item.width,
+        height=item.height,
+        meta=item.meta,
     )
 
 
@@ -64,7 +79,10 @@ def search_vectors(
     """Top-k items for one L2-normalised query vector, best first."""
     extra = len(exclude) if exclude else 0
     scores, ids = index.search(query.reshape(1, -1), k + extra)
-    pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True)
-             if not exclude or int(i) not in exclude][:k]
+    pairs = [
+        (int(i), float(s))
+        for i, s in zip(ids[0], scores[0], strict=True)
+        if not exclude or int(i) not in exclude
+    ][:k]
     items = {it.id: it for it in store.get_items(collection, [i for i, _ in pairs])}
     return [_hit(items[i], s, media_root) for i, s in pairs if i in items]

@@ -17,7 +17,10 @@ from clipatlas.errors import ClipatlasError
 from clipatlas.settings import Settings, load_settings
 
 app = typer.Typer(
-    name="clipatlas", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="clipatlas",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     help="Search, cluster, map, clean and caption image collections with CLIP embeddings.",
 )
 
@@ -51,8 +54,12 @@ def ingest(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="Folder to ingest, recursively.")],
     collection: Collection = "default",
-    model: Annotated[str | None, typer.Option(help="Embedder, e.g. hf:openai/clip-vit-base-patch32 "
-                                              "or hf:/path/to/local/model.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedder, e.g. hf:openai/clip-vit-base-patch32 or hf:/path/to/local/model."
+        ),
+    ] = None,
     embed: Annotated[bool, typer.Option(help="Embed pictures (--no-embed: store only).")] = True,
     workers: Annotated[int | None, typer.Option(help="Decode processes (0 = auto).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Pictures per model batch.")] = None,
@@ -60,10 +67,14 @@ def ingest(
 ) -> None:
     """Ingest a folder: decode safely, drop duplicates, embed, store."""
     settings = _settings(ctx)
-    updates = {k: v for k, v in {"workers": workers, "batch_size": batch_size}.items() if v is not None}
+    updates = {
+        k: v for k, v in {"workers": workers, "batch_size": batch_size}.items() if v is not None
+    }
     settings = settings.model_copy(update=updates)
-    with Atlas.open(collection, settings=settings, model=model) as atlas, \
-            progress_bar(not json_out) as progress:
+    with (
+        Atlas.open(collection, settings=settings, model=model) as atlas,
+        progress_bar(not json_out) as progress,
+    ):
         report = atlas.ingest(folder, embed=embed, progress=progress)
     if json_out:
         print_json({"collection": collection, **report.as_dict()})
@@ -82,8 +93,12 @@ def ingest(
 def search(
     ctx: typer.Context,
     text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
-    image: Annotated[Path | None, typer.Option("--image", "-i", help="Find pictures like this one.")] = None,
-    like: Annotated[int | None, typer.Option(help="Find pictures like this stored item id.")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", "-i", help="Find pictures like this one.")
+    ] = None,
+    like: Annotated[
+        int | None, typer.Option(help="Find pictures like this stored item id.")
+    ] = None,
     collection: Collection = "default",
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
     json_out: Json = False,
@@ -136,11 +151,16 @@ def collections_(ctx: typer.Context, json_out: Json = False) -> None:
 def import_embeddings(
     ctx: typer.Context,
     vectors: Annotated[Path, typer.Argument(help=".npy matrix or .parquet file.")],
-    ids: Annotated[Path | None, typer.Option(help="Ids for a .npy matrix (.txt/.json/.npy).")] = None,
+    ids: Annotated[
+        Path | None, typer.Option(help="Ids for a .npy matrix (.txt/.json/.npy).")
+    ] = None,
     collection: Collection = "default",
-    model: Annotated[str | None, typer.Option(
-        help="Embedder that produced the vectors (used for text search).")] = None,
-    match: Annotated[str, typer.Option(help="Match ids to item 'key' (source key) or 'id'.")] = "key",
+    model: Annotated[
+        str | None, typer.Option(help="Embedder that produced the vectors (used for text search).")
+    ] = None,
+    match: Annotated[
+        str, typer.Option(help="Match ids to item 'key' (source key) or 'id'.")
+    ] = "key",
     id_column: Annotated[str, typer.Option(help="Parquet id column.")] = "id",
     vector_column: Annotated[str, typer.Option(help="Parquet vector column.")] = "vector",
     json_out: Json = False,
@@ -149,11 +169,19 @@ def import_embeddings(
     if match not in ("key", "id"):
         raise typer.BadParameter("--match must be 'key' or 'id'")
     how: Literal["key", "id"] = "key" if match == "key" else "id"
-    with Atlas.open(collection, settings=_settings(ctx)) as atlas, \
-            progress_bar(not json_out) as progress:
-        report = atlas.import_embeddings(vectors, ids, embedder_id=model, match=how,
-                                         id_column=id_column, vector_column=vector_column,
-                                         progress=progress)
+    with (
+        Atlas.open(collection, settings=_settings(ctx)) as atlas,
+        progress_bar(not json_out) as progress,
+    ):
+        report = atlas.import_embeddings(
+            vectors,
+            ids,
+            embedder_id=model,
+            match=how,
+            id_column=id_column,
+            vector_column=vector_column,
+            progress=progress,
+        )
     if json_out:
         print_json({"imported": report.imported, "dim": report.dim, "embedder": report.embedder_id})
     else:

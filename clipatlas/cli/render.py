@@ -39,8 +39,12 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback]:
         yield lambda event: None
         return
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=False) as bar:
         tasks: dict[str, TaskID] = {}

@@ -28,7 +28,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation in float32; zero rows stay zero."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class ImagePreprocessor:
             else:
                 left, top = (new_w - crop_w) // 2, (new_h - crop_h) // 2
             image = image.crop((left, top, left + crop_w, top + crop_h))
-        arr = np.asarray(image, dtype=np.float32) * (1.0 / 255.0)
+        arr: np.ndarray = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
         arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 

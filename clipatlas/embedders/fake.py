@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,9 @@ from PIL import Image
 from clipatlas.embedders.base import ImagePreprocessor, l2_normalize
 from clipatlas.errors import ConfigError
 from clipatlas.settings import Settings
+
+if TYPE_CHECKING:
+    from clipatlas.registry import Registry
 
 __all__ = ["FakeEmbedder", "register"]
 
@@ -47,14 +51,21 @@ class FakeEmbedder:
         self._text_proj = rng.standard_normal((4096, dim)).astype(np.float32)
 
     def image_preprocessor(self) -> ImagePreprocessor:
-        return ImagePreprocessor(size=_GRID, crop=(_GRID, _GRID), mean=_MEAN, std=_STD,
-                                 resample=int(Image.Resampling.BOX), resize_mode="squash")
+        return ImagePreprocessor(
+            size=_GRID,
+            crop=(_GRID, _GRID),
+            mean=_MEAN,
+            std=_STD,
+            resample=int(Image.Resampling.BOX),
+            resize_mode="squash",
+        )
 
     def _features(self, pixels: np.ndarray) -> np.ndarray:
         flat = pixels.reshape(len(pixels), -1)
-        rgb = pixels * np.asarray(_STD, np.float32)[None, :, None, None] + np.asarray(
-            _MEAN, np.float32
-        )[None, :, None, None]
+        rgb = (
+            pixels * np.asarray(_STD, np.float32)[None, :, None, None]
+            + np.asarray(_MEAN, np.float32)[None, :, None, None]
+        )
         colour = rgb.mean(axis=(2, 3)) * 8.0  # a strong global-colour signal
         return np.concatenate([flat, colour], axis=1)
 
@@ -94,5 +105,5 @@ def _factory(arg: str, settings: Settings) -> FakeEmbedder:
         raise ConfigError(f"fake embedder takes an integer dimension, got {arg!r}") from None
 
 
-def register(registry: object) -> None:
-    registry.add_embedder("fake", _factory)  # type: ignore[attr-defined]
+def register(registry: Registry) -> None:
+    registry.add_embedder("fake", _factory)

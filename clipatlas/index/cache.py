@@ -7,30 +7,16 @@ cache (fingerprint differs) is rebuilt and older files are removed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from clipatlas.atomic import write_atomic
 from clipatlas.index.exact import ExactIndex
 from clipatlas.store.base import CollectionInfo, Fingerprint
 from clipatlas.store.sql import SqlStore
 
 __all__ = ["load_exact_index"]
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_exact_index(store: SqlStore, collection: CollectionInfo, cache_dir: Path) -> ExactIndex:
@@ -46,6 +32,6 @@ def load_exact_index(store: SqlStore, collection: CollectionInfo, cache_dir: Pat
     ids, matrix = store.load_vectors(collection)
     for old in cache_dir.glob("*.npy"):
         old.unlink(missing_ok=True)
-    _save_atomic(vec_path, matrix)
-    _save_atomic(ids_path, ids)
+    write_atomic(vec_path, lambda fh: np.save(fh, matrix))
+    write_atomic(ids_path, lambda fh: np.save(fh, ids))
     return ExactIndex(ids, matrix)

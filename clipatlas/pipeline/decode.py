@@ -6,13 +6,13 @@ rejected :class:`NewItem` with a typed reason, never an exception.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from clipatlas.atomic import TEMP_PREFIX, write_atomic
 from clipatlas.embedders.base import ImagePreprocessor
 from clipatlas.errors import ImageError, MediaWriteError, Reason
 from clipatlas.images import ImageLimits, analyse_bytes, write_thumbnail
@@ -71,26 +71,18 @@ def _read(candidate: Candidate, limit: int) -> bytes:
     return data
 
 
-def _copy_original(data: bytes, dest: Path) -> None:
-    if dest.exists():
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_bytes(fh: BinaryIO, data: bytes) -> None:
+    fh.write(data)
 
 
 def _base_item(candidate: Candidate) -> NewItem:
     return NewItem(
-        source=candidate.source, source_key=candidate.key, uri=candidate.uri,
-        size_bytes=candidate.size, mtime=candidate.mtime, meta=dict(candidate.meta),
+        source=candidate.source,
+        source_key=candidate.key,
+        uri=candidate.uri,
+        size_bytes=candidate.size,
+        mtime=candidate.mtime,
+        meta=dict(candidate.meta),
     )
 
 
@@ -105,7 +97,9 @@ def decode_candidate(candidate: Candidate, config: DecodeConfig) -> Decoded:
             write_thumbnail(pic.image, config.media_root / thumb, config.thumbnail_size)
         if config.copy_media:
             item.media_path = media_relpath("originals", pic.sha256, _EXT[pic.format])
-            _copy_original(data, config.media_root / item.media_path)
+            dest = config.media_root / item.media_path
+            if not dest.exists():
+                write_atomic(dest, lambda fh: _write_bytes(fh, data))
         pixels = config.preprocessor(pic.image) if config.preprocessor is not None else None
     except ImageError as exc:
         item.status, item.reason, item.detail = "rejected", exc.reason.value, exc.detail or None
@@ -123,8 +117,7 @@ def remove_stale_temp_files(media_root: Path) -> int:
     """Delete temp files a killed run left in the media folder; returns how many."""
     removed = 0
     if media_root.is_dir():
-        for tmp in media_root.rglob(".tmp-*"):
+        for tmp in media_root.rglob(f"{TEMP_PREFIX}*"):
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
-

@@ -7,6 +7,7 @@ is committed in one transaction; a killed run resumes by skipping what was commi
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -54,9 +55,13 @@ class IngestReport:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "scanned": self.scanned, "skipped": self.skipped, "stored": self.stored,
-            "embedded": self.embedded, "rejected": self.rejected,
-            "reasons": dict(sorted(self.reasons.items())), "outside_root": self.outside_root,
+            "scanned": self.scanned,
+            "skipped": self.skipped,
+            "stored": self.stored,
+            "embedded": self.embedded,
+            "rejected": self.rejected,
+            "reasons": dict(sorted(self.reasons.items())),
+            "outside_root": self.outside_root,
             "seconds": round(self.seconds, 3),
         }
 
@@ -69,10 +74,8 @@ _worker_config: DecodeConfig | None = None
 def _init_worker(config: DecodeConfig) -> None:
     global _worker_config
     _worker_config = config
-    try:  # keep decode workers from competing with the model for every core
+    with contextlib.suppress(OSError):  # let the model win when both want a core
         os.nice(5)
-    except OSError:
-        pass
 
 
 def _work(chunk: Sequence[Candidate]) -> list[Decoded]:
@@ -215,5 +218,8 @@ class Ingestor:
         emit(self.progress, ProgressEvent("ingest", self.report.processed, total, self._counts()))
 
     def _counts(self) -> dict[str, int]:
-        return {"stored": self.report.stored, "rejected": self.report.rejected,
-                "skipped": self.report.skipped}
+        return {
+            "stored": self.report.stored,
+            "rejected": self.report.rejected,
+            "skipped": self.report.skipped,
+        }

@@ -10,9 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipatlas.errors import PathOutsideRootError, SourceError
 from clipatlas.sources.base import Candidate
+
+if TYPE_CHECKING:
+    from clipatlas.registry import Registry
 
 __all__ = ["FolderSource", "register"]
 
@@ -63,10 +67,14 @@ class FolderSource:
                     continue
                 key = path.relative_to(self.root).as_posix()
                 yield Candidate(
-                    source=self.name, key=key, uri=str(real), path=real,
-                    size=st.st_size, mtime=st.st_mtime,
+                    source=self.name,
+                    key=key,
+                    uri=str(real),
+                    path=real,
+                    size=st.st_size,
+                    mtime=st.st_mtime,
                 )
 
 
-def register(registry: object) -> None:
-    registry.add_source("folder", FolderSource)  # type: ignore[attr-defined]
+def register(registry: Registry) -> None:
+    registry.add_source("folder", FolderSource)

@@ -45,13 +45,18 @@ def _read_ids(path: Path) -> list[str]:
             if not isinstance(data, list):
                 raise EmbeddingImportError(str(path), ["ids JSON must be a list"])
             return [str(x) for x in data]
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [
+            line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise EmbeddingImportError(str(path), [f"cannot read ids: {exc}"]) from exc
 
 
 def read_vector_file(
-    path: Path, ids_path: Path | None = None, *, id_column: str = "id",
+    path: Path,
+    ids_path: Path | None = None,
+    *,
+    id_column: str = "id",
     vector_column: str = "vector",
 ) -> VectorFile:
     path = Path(path)
@@ -77,12 +82,18 @@ def read_vector_file(
         rows = table.column(vector_column).to_pylist()
         lengths = {len(r) if r is not None else -1 for r in rows}
         if len(lengths) > 1 or -1 in lengths:
-            raise EmbeddingImportError(str(path), [f"vectors have differing lengths {sorted(lengths)}"])
+            raise EmbeddingImportError(
+                str(path), [f"vectors have differing lengths {sorted(lengths)}"]
+            )
         matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     else:
-        raise EmbeddingImportError(str(path), [f"unsupported file type {suffix!r} (use .npy or .parquet)"])
+        raise EmbeddingImportError(
+            str(path), [f"unsupported file type {suffix!r} (use .npy or .parquet)"]
+        )
     if matrix.ndim != 2 or not np.issubdtype(matrix.dtype, np.number):
-        raise EmbeddingImportError(str(path), [f"expected a 2-D numeric array, got shape {matrix.shape}"])
+        raise EmbeddingImportError(
+            str(path), [f"expected a 2-D numeric array, got shape {matrix.shape}"]
+        )
     if len(ids) != len(matrix):
         raise EmbeddingImportError(str(path), [f"{len(ids)} ids for {len(matrix)} vectors"])
     return VectorFile(ids, matrix.astype(np.float32))
@@ -97,10 +108,13 @@ def validate_vectors(
         problems.append(f"dimension {vf.matrix.shape[1]} != collection dimension {dim}")
     bad = ~np.isfinite(vf.matrix).all(axis=1)
     if bad.any():
-        problems.append(f"{int(bad.sum())} vectors contain NaN or inf (first id {vf.ids[int(np.argmax(bad))]!r})")
+        first = vf.ids[int(np.argmax(bad))]
+        problems.append(f"{int(bad.sum())} vectors contain NaN or inf (first id {first!r})")
     zero = np.linalg.norm(np.nan_to_num(vf.matrix), axis=1) == 0
     if zero.any():
-        problems.append(f"{int(zero.sum())} zero vectors (first id {vf.ids[int(np.argmax(zero))]!r})")
+        problems.append(
+            f"{int(zero.sum())} zero vectors (first id {vf.ids[int(np.argmax(zero))]!r})"
+        )
     dupes = [k for k, n in Counter(vf.ids).items() if n > 1]
     if dupes:
         problems.append(f"{len(dupes)} duplicate ids (e.g. {dupes[0]!r})")
@@ -113,7 +127,9 @@ def validate_vectors(
     return [known[k] for k in vf.ids]
 
 
-def known_ids(ids: Sequence[str], match: Match, lookup_keys: dict[str, int], stored: set[int]) -> dict[str, int]:
+def known_ids(
+    ids: Sequence[str], match: Match, lookup_keys: dict[str, int], stored: set[int]
+) -> dict[str, int]:
     if match == "key":
         return lookup_keys
     return {k: int(k) for k in ids if k.lstrip("-").isdigit() and int(k) in stored}

@@ -52,7 +52,9 @@ items = Table(
     "items",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("source", String(100), nullable=False),
     Column("source_key", Text, nullable=False),
     Column("uri", Text, nullable=False),

@@ -112,7 +112,9 @@ class SqlStore:
             pass
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(collections).values(name=name, version=0, created_at=time.time()))
+                conn.execute(
+                    insert(collections).values(name=name, version=0, created_at=time.time())
+                )
         except SQLAlchemyError:
             pass  # created concurrently by another process
         return self.get_collection(name)
@@ -122,7 +124,9 @@ class SqlStore:
             rows = conn.execute(select(collections).order_by(collections.c.name)).all()
         return [self._info(r) for r in rows]
 
-    def bind_embedder(self, collection: CollectionInfo, embedder_id: str, dim: int) -> CollectionInfo:
+    def bind_embedder(
+        self, collection: CollectionInfo, embedder_id: str, dim: int
+    ) -> CollectionInfo:
         """Tie the collection to one embedder; refuse a different one."""
         with self._tx() as conn:
             row = conn.execute(
@@ -154,7 +158,9 @@ class SqlStore:
         )
         with self._tx() as conn:
             return {
-                r.source_key: KnownKey(r.size_bytes, r.mtime, r.status != "ok" or r.item_id is not None)
+                r.source_key: KnownKey(
+                    r.size_bytes, r.mtime, r.status != "ok" or r.item_id is not None
+                )
                 for r in conn.execute(q)
             }
 
@@ -220,20 +226,27 @@ class SqlStore:
                 select(collections.c.version).where(collections.c.id == collection.id)
             ).scalar_one()
             self._delete_keys(conn, collection.id, new_items)
-            taken = {sha: found[0] for sha, found in self._existing_sha256(
-                conn, collection.id, [it.sha256 for it in new_items if it.status == "ok" and it.sha256]
-            ).items()}
+            taken = {
+                sha: found[0]
+                for sha, found in self._existing_sha256(
+                    conn,
+                    collection.id,
+                    [it.sha256 for it in new_items if it.status == "ok" and it.sha256],
+                ).items()
+            }
             for pos, it in enumerate(new_items):
                 if it.status == "ok" and it.sha256 in taken:
                     # updated in place so the caller's counts match what was written
                     it.status, it.reason = "rejected", Reason.DUPLICATE.value
                     it.meta = {**it.meta, "duplicate_of": taken[it.sha256]}
                 values = asdict(it)
-                item_id = conn.execute(
+                key = conn.execute(
                     insert(items).values(
                         collection_id=collection.id, version=version, created_at=now, **values
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert key is not None
+                item_id = key[0]
                 ids.append(int(item_id))
                 if it.status == "ok" and it.sha256:
                     taken[it.sha256] = int(item_id)
@@ -301,7 +314,7 @@ class SqlStore:
 
     def counts(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
-            by_status = dict(
+            by_status: dict[str, int] = dict(
                 conn.execute(
                     select(items.c.status, func.count())
                     .where(items.c.collection_id == collection.id)
@@ -313,8 +326,11 @@ class SqlStore:
                 .select_from(embeddings.join(items, embeddings.c.item_id == items.c.id))
                 .where(items.c.collection_id == collection.id)
             ).scalar_one()
-        return {"ok": by_status.get("ok", 0), "rejected": by_status.get("rejected", 0),
-                "vectors": vectors}
+        return {
+            "ok": by_status.get("ok", 0),
+            "rejected": by_status.get("rejected", 0),
+            "vectors": vectors,
+        }
 
     def reason_counts(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
@@ -362,8 +378,10 @@ class SqlStore:
                 q = (
                     select(items, embeddings.c.item_id.label("vec_item"))
                     .outerjoin(embeddings, embeddings.c.item_id == items.c.id)
-                    .where(items.c.collection_id == collection.id,
-                           items.c.id.in_(wanted[start : start + 500]))
+                    .where(
+                        items.c.collection_id == collection.id,
+                        items.c.id.in_(wanted[start : start + 500]),
+                    )
                 )
                 for r in conn.execute(q):
                     found[r.id] = _item(r)
@@ -404,9 +422,23 @@ class SqlStore:
 
 def _item(r: Any) -> Item:
     return Item(
-        id=r.id, source=r.source, source_key=r.source_key, uri=r.uri, status=r.status,
-        reason=r.reason, detail=r.detail, sha256=r.sha256, phash=r.phash, format=r.format,
-        media_path=r.media_path, thumb_path=r.thumb_path, size_bytes=r.size_bytes,
-        width=r.width, height=r.height, aspect=r.aspect, sharpness=r.sharpness,
-        meta=r.meta or {}, has_vector=r.vec_item is not None,
+        id=r.id,
+        source=r.source,
+        source_key=r.source_key,
+        uri=r.uri,
+        status=r.status,
+        reason=r.reason,
+        detail=r.detail,
+        sha256=r.sha256,
+        phash=r.phash,
+        format=r.format,
+        media_path=r.media_path,
+        thumb_path=r.thumb_path,
+        size_bytes=r.size_bytes,
+        width=r.width,
+        height=r.height,
+        aspect=r.aspect,
+        sharpness=r.sharpness,
+        meta=r.meta or {},
+        has_vector=r.vec_item is not None,
     )

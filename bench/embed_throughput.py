@@ -1,0 +1,117 @@
+"""Images/second of the whole ingest pipeline vs. the model alone vs. a naive loop.
+
+    .venv/bin/python bench/embed_throughput.py [--images 320] [--batch-size 32]
+
+All three are measured in one run on the same generated 512x768 JPEGs with a random-weight
+ViT-B/32-sized HF CLIP (random weights cost exactly what real ones do):
+
+* pipeline:   Atlas.ingest on the folder (decode workers + batched embedding + SQLite store)
+* model-only: embedder.embed_pixels over pre-decoded, pre-processed arrays (the ceiling)
+* naive:      for each file: PIL open -> the model's own processor -> model, one at a time
+
+Targets on a 2-core machine: pipeline >= 85% of model-only, and >= 3x the naive loop.
+Appends nothing; prints a Markdown block for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clipatlas import Atlas
+from clipatlas.registry import default_registry
+from clipatlas.settings import Settings
+from tests.corpus import write_good_jpegs
+from tests.tiny_models import build_vit_b32_sized_hf_clip
+
+
+def _model_only(embedder, files: list[Path], batch: int) -> float:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    prep = embedder.image_preprocessor()
+    pixels = np.stack([prep(Image.open(f).convert("RGB")) for f in files])
+    embedder.embed_pixels(pixels[:batch])  # warm-up
+    start = time.perf_counter()
+    embedder.embed_pixels(pixels)
+    return len(files) / (time.perf_counter() - start)
+
+
+def _naive(model_dir: Path, files: list[Path]) -> float:
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor, CLIPModel
+
+    model = CLIPModel.from_pretrained(model_dir).eval()
+    processor = AutoProcessor.from_pretrained(model_dir)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for f in files:
+            inputs = processor(images=Image.open(f), return_tensors="pt")
+            model.get_image_features(**inputs)
+    return len(files) / (time.perf_counter() - start)
+
+
+def _pipeline(model_dir: Path, folder: Path, home: Path, batch: int) -> tuple[float, int]:
+    settings = Settings(home=home, model=f"hf:{model_dir}", batch_size=batch, workers=0)
+    with Atlas.open("bench", settings=settings) as atlas:
+        atlas.embedder()  # load the model outside the timed region, like model-only
+        start = time.perf_counter()
+        report = atlas.ingest(folder)
+        seconds = time.perf_counter() - start
+    return report.stored / seconds, report.stored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--naive-images", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    with tempfile.TemporaryDirectory(prefix="clipatlas-bench-") as tmp:
+        work = Path(tmp)
+        model_dir = build_vit_b32_sized_hf_clip(work / "vit-b32")
+        files = write_good_jpegs(work / "jpegs", args.images, size=(512, 768))
+        settings = Settings(home=work / "unused", batch_size=args.batch_size)
+        embedder = default_registry().create_embedder(f"hf:{model_dir}", settings)
+
+        model_only = _model_only(embedder, files, args.batch_size)
+        pipeline, stored = _pipeline(model_dir, work / "jpegs", work / "home", args.batch_size)
+        naive = _naive(model_dir, files[: args.naive_images])
+
+    import torch
+
+    print(f"### embed_throughput ({time.strftime('%Y-%m-%d')})\n")
+    print(f"`{' '.join(['.venv/bin/python', 'bench/embed_throughput.py', *sys.argv[1:]])}`  ")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"{args.images} JPEGs 512x768, ViT-B/32-sized random weights, batch {args.batch_size}\n"
+    )
+    print("| method | images/s | ratio |")
+    print("|---|---:|---:|")
+    print(f"| model only (pre-decoded tensors) | {model_only:.1f} | 1.00 |")
+    print(
+        f"| pipeline (decode + embed + store, {stored} stored) | {pipeline:.1f} | "
+        f"{pipeline / model_only:.2f} of model-only |"
+    )
+    print(
+        f"| naive loop (open + processor + model, 1 by 1, {args.naive_images} images) | "
+        f"{naive:.1f} | pipeline is {pipeline / naive:.1f}x |"
+    )
+    ok = pipeline >= 0.85 * model_only and pipeline >= 3 * naive
+    print(f"\ntargets (>= 0.85 of model-only, >= 3x naive): {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Where and how torch models run: device choice and batched, gradient-free inference.
+
+One place decides the torch device (``Settings.device``: ``auto`` picks CUDA, then Apple MPS,
+then CPU) and one helper runs a model over inputs in batches of ``Settings.batch_size`` under
+``torch.inference_mode()``, returning L2-normalised float32 numpy rows. Torch is imported inside
+the functions, so importing this module (and the registry) stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipatlas.embedders.base import l2_normalize
+from clipatlas.errors import ConfigError, EmbedderError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DEVICE_CHOICES", "embed_in_batches", "features_tensor", "resolve_device"]
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _mps_available() -> bool:
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+_AVAILABLE: dict[str, Callable[[], bool]] = {
+    "cpu": lambda: True,
+    "cuda": _cuda_available,
+    "mps": _mps_available,
+}
+_AUTO_ORDER = ("cuda", "mps", "cpu")
+
+
+def resolve_device(requested: str) -> str:
+    """Turn ``auto|cpu|cuda|mps`` (``cuda:1`` too) into a device torch can use right now.
+
+    ``auto`` never fails (it falls back to CPU); naming a device that is not available raises
+    :class:`ConfigError` instead of silently running somewhere slower.
+    """
+    name = (requested or "auto").strip().lower()
+    if name == "auto":
+        return next(dev for dev in _AUTO_ORDER if _AVAILABLE[dev]())
+    family = name.partition(":")[0]
+    probe = _AVAILABLE.get(family)
+    if probe is None:
+        raise ConfigError(
+            f"unknown device {requested!r}; choose one of {', '.join(DEVICE_CHOICES)}"
+        )
+    if not probe():
+        raise ConfigError(f"device {requested!r} was requested but is not available here")
+    return name
+
+
+def features_tensor(output: Any) -> torch.Tensor:
+    """The embedding tensor out of whatever a ``get_*_features`` call returned.
+
+    transformers 4 returns a tensor; transformers 5 returns a ``ModelOutput`` whose
+    ``pooler_output`` holds the projected features (older custom models use ``image_embeds`` /
+    ``text_embeds``).
+    """
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output
+    for name in ("pooler_output", "image_embeds", "text_embeds"):
+        value = getattr(output, name, None)
+        if isinstance(value, torch.Tensor):
+            return value
+    if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise EmbedderError(f"cannot find features in a {type(output).__name__}")
+
+
+def embed_in_batches(
+    items: Sequence[Any] | np.ndarray,
+    batch_size: int,
+    run: Callable[[Any], torch.Tensor],
+    dim: int,
+) -> np.ndarray:
+    """Call ``run`` on consecutive slices of ``items`` and stack the L2-normalised results.
+
+    ``items`` is a list (texts) or an array (pixels); ``run`` receives a slice of at most
+    ``batch_size`` of them and returns an ``(n, dim)`` tensor, under ``torch.inference_mode()``.
+    Empty input gives a ``(0, dim)`` array.
+    """
+    import torch
+
+    if len(items) == 0:
+        return np.zeros((0, dim), np.float32)
+    chunks: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            features = run(items[start : start + batch_size])
+            chunks.append(features.detach().to("cpu", torch.float32).numpy())
+    out = np.concatenate(chunks, axis=0)
+    if out.shape != (len(items), dim):
+        raise EmbedderError(f"model returned shape {out.shape}, expected {(len(items), dim)}")
+    return l2_normalize(out)
