@@ -72,7 +72,7 @@ def _pipeline(model_dir: Path, folder: Path, home: Path, batch: int) -> tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=320)
+    parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--naive-images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()

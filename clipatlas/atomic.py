@@ -37,11 +37,13 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def write_atomic(dest: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomic(dest: Path, write: Callable[[BinaryIO], None], *, durable: bool = True) -> None:
     """Create ``dest`` (and its parents) with what ``write`` puts in the open file.
 
-    The data is flushed to disk before the rename, so the name never points at a partial
-    file; on any error the temp file is removed and the error propagates.
+    The rename makes the file appear whole or not at all, whatever happens to the process; on
+    any error the temp file is removed and the error propagates. ``durable`` also flushes the
+    data and the directory to disk so the file survives a power loss; derived files that can
+    be rebuilt (thumbnails) skip it: two fsyncs per picture cost more than making it.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -49,11 +51,13 @@ def write_atomic(dest: Path, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)  # mkstemp creates 0600; give it the usual permissions
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_directory(dest.parent)
+    if durable:
+        _fsync_directory(dest.parent)

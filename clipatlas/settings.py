@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         description="Default text-only embedder (captions, record text).",
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, mps.")
+    precision: str = Field(
+        default="auto",
+        pattern="^(auto|fp32|bf16)$",
+        description="Image embedding precision; auto = bf16 where the hardware runs it natively "
+        "(checked against fp32 on the first batch), else fp32.",
+    )
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(
         default=0, ge=-1, description="Decode worker processes; 0 = automatic, -1 = in-process."

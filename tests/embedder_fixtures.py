@@ -30,7 +30,10 @@ def hub_offline() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def embedder_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """CPU, and a batch size small enough that five inputs take three batches."""
-    return Settings(home=tmp_path_factory.mktemp("home"), device="cpu", batch_size=2)
+    # fp32: these tests compare against reference pipelines to 1e-5 (bf16 is tested apart)
+    return Settings(
+        home=tmp_path_factory.mktemp("home"), device="cpu", batch_size=2, precision="fp32"
+    )
 
 
 @pytest.fixture(scope="session")

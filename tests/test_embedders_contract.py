@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from clipatlas.embedders.base import Embedder
+from clipatlas.errors import EmbedderError
 from clipatlas.registry import Registry
 from clipatlas.settings import Settings
 from tests.tiny_models import SAMPLE_TEXTS, TINY_BUILDERS, TINY_PROJECTION_DIM, sample_pictures
@@ -71,14 +72,23 @@ def test_a_batch_gives_the_same_vectors_as_one_input_at_a_time(embedder: Embedde
     np.testing.assert_allclose(batched_texts, single_texts, atol=1e-5)
 
 
-def test_embed_images_equals_embed_pixels_of_the_preprocessed_pictures(embedder: Embedder) -> None:
+def test_embed_images_equals_embed_pixels_of_the_worker_crops(embedder: Embedder) -> None:
     pictures = sample_pictures(4)
     preprocess = embedder.image_preprocessor()
-    pixels = np.stack([preprocess(p) for p in pictures])
-    assert pixels.shape[1:] == (3, *preprocess.crop)
+    crops = np.stack([preprocess.resize_crop(p) for p in pictures])
+    assert crops.dtype == np.uint8 and crops.shape[1:] == (*preprocess.crop, 3)
     np.testing.assert_allclose(
-        embedder.embed_images(pictures), embedder.embed_pixels(pixels), atol=1e-6
+        embedder.embed_images(pictures), embedder.embed_pixels(crops), atol=1e-6
     )
+    normalised = preprocess.normalize(crops)
+    np.testing.assert_allclose(normalised[0], preprocess(pictures[0]), atol=1e-6)
+
+
+def test_float_arrays_given_as_crops_are_refused_with_a_clear_error(embedder: Embedder) -> None:
+    preprocess = embedder.image_preprocessor()
+    floats = np.stack([preprocess(p) for p in sample_pictures(2)])
+    with pytest.raises(EmbedderError, match="uint8 crops"):
+        embedder.embed_pixels(floats)
 
 
 def test_the_image_preprocessor_survives_pickling_for_decode_workers(embedder: Embedder) -> None:
@@ -97,7 +107,9 @@ def test_texts_with_different_content_get_different_vectors(embedder: Embedder) 
 def test_empty_input_gives_an_empty_matrix_of_the_right_width(embedder: Embedder) -> None:
     assert embedder.embed_images([]).shape == (0, embedder.dim)
     assert embedder.embed_texts([]).shape == (0, embedder.dim)
-    assert embedder.embed_pixels(np.zeros((0, 3, 32, 32), np.float32)).shape == (0, embedder.dim)
+    crop_h, crop_w = embedder.image_preprocessor().crop
+    empty = np.zeros((0, crop_h, crop_w, 3), np.uint8)
+    assert embedder.embed_pixels(empty).shape == (0, embedder.dim)
 
 
 def test_the_id_is_the_kind_plus_the_absolute_directory_even_for_a_relative_path(

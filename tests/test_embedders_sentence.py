@@ -95,7 +95,7 @@ def test_a_text_only_model_refuses_images_with_modality_not_supported(minilm: Em
     for call in (
         minilm.image_preprocessor,
         lambda: minilm.embed_images([picture]),
-        lambda: minilm.embed_pixels(np.zeros((1, 3, 8, 8), np.float32)),
+        lambda: minilm.embed_pixels(np.zeros((1, 8, 8, 3), np.uint8)),
     ):
         with pytest.raises(ModalityNotSupportedError) as caught:
             call()

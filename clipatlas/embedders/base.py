@@ -33,7 +33,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ImagePreprocessor:
-    """Resize/crop/normalise an RGB picture into a float32 CHW array.
+    """Resize/crop (in decode workers) and normalise (batched) pictures for a model.
 
     ``resize_mode`` is ``"shortest"`` (resize the short side to ``size``, then centre-crop to
     ``crop``; OpenAI CLIP) or ``"squash"`` (resize straight to ``crop``; SigLIP). The long side
@@ -55,7 +55,8 @@ class ImagePreprocessor:
         """Smallest size a JPEG may be draft-decoded to without losing model input detail."""
         return (self.size, self.size) if self.resize_mode == "shortest" else self.crop
 
-    def __call__(self, image: Image.Image) -> np.ndarray:
+    def resize_crop(self, image: Image.Image) -> np.ndarray:
+        """The model-input crop of ``image`` as uint8 (H, W, 3): what decode workers send."""
         if image.mode != "RGB":
             image = image.convert("RGB")
         crop_h, crop_w = self.crop
@@ -75,9 +76,24 @@ class ImagePreprocessor:
             else:
                 left, top = (new_w - crop_w) // 2, (new_h - crop_h) // 2
             image = image.crop((left, top, left + crop_w, top + crop_h))
-        arr: np.ndarray = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
-        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        return np.asarray(image, dtype=np.uint8)
+
+    def scale_offset(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel ``scale``, ``offset`` with ``normalised = uint8 * scale - offset``."""
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        return np.float32(1.0 / 255.0) / std, mean / std
+
+    def normalize(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops (N, H, W, 3) -> float32 model input (N, 3, H, W)."""
+        scale, offset = self.scale_offset()
+        chw = np.ascontiguousarray(np.asarray(crops, np.uint8).transpose(0, 3, 1, 2))
+        out: np.ndarray = chw.astype(np.float32) * scale[:, None, None] - offset[:, None, None]
+        return out
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """Resize, crop and normalise one picture into float32 (3, H, W)."""
+        one: np.ndarray = self.normalize(self.resize_crop(image)[None])[0]
+        return one
 
 
 @runtime_checkable
@@ -93,7 +109,11 @@ class Embedder(Protocol):
         ...
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) float32 from :meth:`image_preprocessor` -> (N, dim) float32."""
+        """uint8 crops (N, H, W, 3) from ``image_preprocessor().resize_crop`` -> (N, dim).
+
+        The embedder normalises them itself (in torch, batched), so decode workers ship a
+        quarter of the bytes and skip the float work.
+        """
         ...
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:

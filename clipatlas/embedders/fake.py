@@ -70,14 +70,14 @@ class FakeEmbedder:
         return np.concatenate([flat, colour], axis=1)
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        pixels = np.asarray(pixels, dtype=np.float32)
-        return l2_normalize(self._features(pixels) @ self._image_proj)
+        normalised = self.image_preprocessor().normalize(pixels)
+        return l2_normalize(self._features(normalised) @ self._image_proj)
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         prep = self.image_preprocessor()
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return self.embed_pixels(np.stack([prep(im) for im in images]))
+        return self.embed_pixels(np.stack([prep.resize_crop(im) for im in images]))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)

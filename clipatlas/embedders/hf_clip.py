@@ -25,7 +25,13 @@ from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor
 from clipatlas.embedders.locate import ModelLocation, locate_model
-from clipatlas.embedders.runtime import embed_in_batches, features_tensor, resolve_device
+from clipatlas.embedders.precision import PrecisionGuard
+from clipatlas.embedders.runtime import (
+    crops_to_tensor,
+    embed_in_batches,
+    features_tensor,
+    resolve_device,
+)
 from clipatlas.errors import ModelLoadError
 from clipatlas.settings import Settings
 
@@ -180,6 +186,7 @@ class HFClipEmbedder:
         self.id = location.spec
         self._batch_size = settings.batch_size
         self._device = resolve_device(settings.device)
+        self.precision = PrecisionGuard(self.id, settings.precision, self._device)
         parts = location.load(lambda offline: _load_parts(self.id, location.source, offline))
         try:
             self._preprocessor = preprocessor_from_hf(parts.image_processor)
@@ -196,20 +203,23 @@ class HFClipEmbedder:
         return self._preprocessor
 
     def _image_batch(self, batch: np.ndarray) -> torch.Tensor:
-        import torch
 
-        pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        return features_tensor(self._model.get_image_features(pixel_values=pixels.to(self._device)))
+        pixels = crops_to_tensor(batch, self._preprocessor, self._device)
+        return features_tensor(self._model.get_image_features(pixel_values=pixels))
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return embed_in_batches(
-            np.asarray(pixels, np.float32), self._batch_size, self._image_batch, self.dim
+            np.asarray(pixels),
+            self._batch_size,
+            self._image_batch,
+            self.dim,
+            self.precision,
         )
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return self.embed_pixels(np.stack([self._preprocessor(image) for image in images]))
+        return self.embed_pixels(np.stack([self._preprocessor.resize_crop(im) for im in images]))
 
     def _text_batch(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokenizer(

@@ -30,7 +30,8 @@ from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor
 from clipatlas.embedders.locate import looks_like_path
-from clipatlas.embedders.runtime import embed_in_batches, resolve_device
+from clipatlas.embedders.precision import PrecisionGuard
+from clipatlas.embedders.runtime import crops_to_tensor, embed_in_batches, resolve_device
 from clipatlas.errors import ConfigError, ModelLoadError
 from clipatlas.settings import Settings
 
@@ -150,6 +151,7 @@ class OpenClipEmbedder:
         self.id = source.id
         self._batch_size = settings.batch_size
         self._device = resolve_device(settings.device)
+        self.precision = PrecisionGuard(self.id, settings.precision, self._device)
         self._check_architecture(open_clip, source)
         if source.random_weights:
             log.warning("%s has random weights: its vectors carry no meaning", self.id)
@@ -200,21 +202,24 @@ class OpenClipEmbedder:
         return self._preprocessor
 
     def _image_batch(self, batch: np.ndarray) -> torch.Tensor:
-        import torch
 
-        pixels = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        features: torch.Tensor = self._model.encode_image(pixels.to(self._device))
+        pixels = crops_to_tensor(batch, self._preprocessor, self._device)
+        features: torch.Tensor = self._model.encode_image(pixels)
         return features
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return embed_in_batches(
-            np.asarray(pixels, np.float32), self._batch_size, self._image_batch, self.dim
+            np.asarray(pixels),
+            self._batch_size,
+            self._image_batch,
+            self.dim,
+            self.precision,
         )
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        return self.embed_pixels(np.stack([self._preprocessor(image) for image in images]))
+        return self.embed_pixels(np.stack([self._preprocessor.resize_crop(im) for im in images]))
 
     def _text_batch(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokenizer(list(texts)).to(self._device)

@@ -13,13 +13,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clipatlas.embedders.base import l2_normalize
+from clipatlas.embedders.base import ImagePreprocessor, l2_normalize
+from clipatlas.embedders.precision import PrecisionGuard
 from clipatlas.errors import ConfigError, EmbedderError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "embed_in_batches", "features_tensor", "resolve_device"]
+__all__ = [
+    "DEVICE_CHOICES",
+    "crops_to_tensor",
+    "embed_in_batches",
+    "features_tensor",
+    "resolve_device",
+]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -85,17 +92,39 @@ def features_tensor(output: Any) -> torch.Tensor:
     raise EmbedderError(f"cannot find features in a {type(output).__name__}")
 
 
+def crops_to_tensor(
+    crops: np.ndarray, preprocessor: ImagePreprocessor, device: str
+) -> torch.Tensor:
+    """uint8 crops (N, H, W, 3) -> normalised float32 (N, 3, H, W) on ``device``, in torch."""
+    import torch
+
+    crops = np.asarray(crops)
+    expected = (*preprocessor.crop, 3)
+    if crops.dtype != np.uint8 or crops.ndim != 4 or crops.shape[1:] != expected:
+        raise EmbedderError(
+            f"expected uint8 crops of shape (N, {expected[0]}, {expected[1]}, 3) from "
+            f"resize_crop, got {crops.dtype} {crops.shape}"
+        )
+    scale, offset = (
+        torch.from_numpy(v).to(device)[None, :, None, None] for v in preprocessor.scale_offset()
+    )
+    pixels = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2)
+    return pixels.float() * scale - offset
+
+
 def embed_in_batches(
     items: Sequence[Any] | np.ndarray,
     batch_size: int,
     run: Callable[[Any], torch.Tensor],
     dim: int,
+    precision: PrecisionGuard | None = None,
 ) -> np.ndarray:
     """Call ``run`` on consecutive slices of ``items`` and stack the L2-normalised results.
 
     ``items`` is a list (texts) or an array (pixels); ``run`` receives a slice of at most
     ``batch_size`` of them and returns an ``(n, dim)`` tensor, under ``torch.inference_mode()``.
-    Empty input gives a ``(0, dim)`` array.
+    Empty input gives a ``(0, dim)`` array. With a ``precision`` guard, each slice runs under
+    its precision (bf16 autocast, checked against fp32 on the first slice).
     """
     import torch
 
@@ -104,7 +133,8 @@ def embed_in_batches(
     chunks: list[np.ndarray] = []
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
-            features = run(items[start : start + batch_size])
+            batch = items[start : start + batch_size]
+            features = precision.run(run, batch) if precision is not None else run(batch)
             chunks.append(features.detach().to("cpu", torch.float32).numpy())
     out = np.concatenate(chunks, axis=0)
     if out.shape != (len(items), dim):

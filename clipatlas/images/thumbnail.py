@@ -18,8 +18,9 @@ def write_thumbnail(image: Image.Image, dest: Path, max_side: int = 256) -> None
     """Write ``image`` as a JPEG whose longest side is at most ``max_side`` (never upscaled).
 
     The file appears complete or not at all: it is written to a temporary file in the same
-    folder, flushed to disk and renamed over ``dest``. Parent folders are created. On any error
-    the temporary file is removed and the error (an ``OSError`` for disk problems) propagates.
+    folder and renamed over ``dest`` (not fsynced: a thumbnail is derived and cheap to make
+    again). Parent folders are created. On any error the temporary file is removed and the
+    error (an ``OSError`` for disk problems) propagates.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be positive, got {max_side}")
@@ -29,4 +30,8 @@ def write_thumbnail(image: Image.Image, dest: Path, max_side: int = 256) -> None
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         picture = picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-    write_atomic(Path(dest), lambda fh: picture.save(fh, "JPEG", quality=THUMBNAIL_QUALITY))
+    write_atomic(
+        Path(dest),
+        lambda fh: picture.save(fh, "JPEG", quality=THUMBNAIL_QUALITY),
+        durable=False,
+    )

@@ -51,7 +51,7 @@ class DecodeConfig:
 @dataclass
 class Decoded:
     item: NewItem
-    pixels: np.ndarray | None  # model input for stored items when embedding
+    pixels: np.ndarray | None  # uint8 model-input crop of a stored item, when embedding
 
 
 def media_relpath(kind: str, sha256: str, ext: str) -> str:
@@ -100,7 +100,9 @@ def decode_candidate(candidate: Candidate, config: DecodeConfig) -> Decoded:
             dest = config.media_root / item.media_path
             if not dest.exists():
                 write_atomic(dest, lambda fh: _write_bytes(fh, data))
-        pixels = config.preprocessor(pic.image) if config.preprocessor is not None else None
+        pixels = (
+            config.preprocessor.resize_crop(pic.image) if config.preprocessor is not None else None
+        )
     except ImageError as exc:
         item.status, item.reason, item.detail = "rejected", exc.reason.value, exc.detail or None
         return Decoded(item, None)

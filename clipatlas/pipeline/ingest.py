@@ -13,13 +13,14 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult, Pool
 
 import numpy as np
 
 from clipatlas.embedders.base import Embedder
-from clipatlas.errors import Reason
+from clipatlas.errors import ClipatlasError, Reason
 from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.sources.base import Candidate, Source
@@ -32,10 +33,14 @@ _CHUNK = 4  # candidates per worker task
 
 
 def resolve_workers(requested: int) -> int:
-    """0 = automatic (one per core but one, at least one); -1 = decode in this process."""
+    """0 = automatic (one per core, up to 8); -1 = decode in this process.
+
+    Workers run at the lowest priority, so on a CPU-only machine they take the cores only when
+    the model leaves them idle (between batches); with a GPU they have the CPU to themselves.
+    """
     if requested != 0:
         return max(-1, requested)
-    return max(1, min((os.cpu_count() or 2) - 1, 8))
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 @dataclass
@@ -75,7 +80,7 @@ def _init_worker(config: DecodeConfig) -> None:
     global _worker_config
     _worker_config = config
     with contextlib.suppress(OSError):  # let the model win when both want a core
-        os.nice(5)
+        os.nice(19)
 
 
 def _work(chunk: Sequence[Candidate]) -> list[Decoded]:
@@ -94,29 +99,59 @@ def _chunks(items: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
         yield chunk
 
 
-def _decode_stream(
-    candidates: Sequence[Candidate], config: DecodeConfig, workers: int, lookahead: int
-) -> Iterator[Decoded]:
-    """Decoded candidates in input order, at most ``lookahead`` items in flight."""
-    if workers < 1:
-        for c in candidates:
-            yield decode_candidate(c, config)
-        return
-    ctx = mp.get_context("spawn")
-    pool: Pool = ctx.Pool(workers, initializer=_init_worker, initargs=(config,))
-    try:
-        pending: deque[AsyncResult[list[Decoded]]] = deque()
-        max_chunks = max(2 * workers, lookahead // _CHUNK)
-        for chunk in _chunks(candidates, _CHUNK):
-            pending.append(pool.apply_async(_work, (chunk,)))
-            if len(pending) >= max_chunks:
-                yield from pending.popleft().get()
-        while pending:
-            yield from pending.popleft().get()
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+def _warm() -> None:
+    """A no-op task: makes the pool start its workers while the source is being scanned."""
+
+
+class _DecodePool:
+    """Decode workers, started as soon as the ingest starts; ordered, bounded results.
+
+    Workers are spawned (never forked: the parent holds torch threads). A pool whose workers
+    die (e.g. a script that starts an ingest at import time without a ``__main__`` guard)
+    raises :class:`ClipatlasError` instead of hanging. ``workers < 1`` decodes in-process.
+    """
+
+    def __init__(self, config: DecodeConfig, workers: int) -> None:
+        self.config = config
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        if workers >= 1:
+            self.pool = ProcessPoolExecutor(
+                workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(config,),
+            )
+            for _ in range(workers):
+                self.pool.submit(_warm)
+
+    def __enter__(self) -> _DecodePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def decode(self, candidates: Sequence[Candidate], lookahead: int) -> Iterator[Decoded]:
+        """Decoded candidates in input order, at most ``lookahead`` items in flight."""
+        if self.pool is None:
+            for c in candidates:
+                yield decode_candidate(c, self.config)
+            return
+        pending: deque[Future[list[Decoded]]] = deque()
+        max_chunks = max(2 * self.workers, lookahead // _CHUNK)
+        try:
+            for chunk in _chunks(candidates, _CHUNK):
+                pending.append(self.pool.submit(_work, chunk))
+                if len(pending) >= max_chunks:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+        except BrokenProcessPool as exc:
+            raise ClipatlasError(
+                "decode worker processes died; if you call ingest from a script, guard it with "
+                "`if __name__ == '__main__':` (or set CLIPATLAS_WORKERS=-1)"
+            ) from exc
 
 
 # -- main side ---------------------------------------------------------------------------------
@@ -160,20 +195,21 @@ class Ingestor:
 
     def run(self, source: Source) -> IngestReport:
         start = time.perf_counter()
-        todo = self._pending(source)
-        total = len(todo)
-        emit(self.progress, ProgressEvent("ingest", 0, total, self._counts()))
-        batch: list[Decoded] = []
-        n_ok = 0
-        lookahead = 2 * self.batch_size + 8 * max(1, self.workers)
-        for decoded in _decode_stream(todo, self.config, self.workers, lookahead):
-            batch.append(decoded)
-            n_ok += decoded.item.status == "ok"
-            if n_ok >= self.batch_size:
+        with _DecodePool(self.config, self.workers) as decoder:
+            todo = self._pending(source)
+            total = len(todo)
+            emit(self.progress, ProgressEvent("ingest", 0, total, self._counts()))
+            batch: list[Decoded] = []
+            n_ok = 0
+            lookahead = 2 * self.batch_size + 8 * max(1, self.workers)
+            for decoded in decoder.decode(todo, lookahead):
+                batch.append(decoded)
+                n_ok += decoded.item.status == "ok"
+                if n_ok >= self.batch_size:
+                    self._flush(batch, total)
+                    batch, n_ok = [], 0
+            if batch:
                 self._flush(batch, total)
-                batch, n_ok = [], 0
-        if batch:
-            self._flush(batch, total)
         self.report.seconds = time.perf_counter() - start
         return self.report
 
