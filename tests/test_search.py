@@ -105,3 +105,24 @@ def test_exact_index_matches_brute_force_across_blocks() -> None:
     assert (ids == brute).all()
     assert ids[0, 0] == 15 and ids[1, 0] == 70_009
     assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+@pytest.mark.postgres
+def test_ingest_and_search_work_the_same_on_postgresql(
+    settings: Settings, postgres_url: str, tmp_path: Path
+) -> None:
+    folder = _mk(tmp_path / "pg")
+    for name, rgb in COLOURS.items():
+        coloured_picture(rgb, size=(48, 48)).save(folder / f"{name}.png")
+    (folder / "junk.jpg").write_bytes(b"%PDF-1.4 not a picture")
+    pg_settings = settings.model_copy(update={"database_url": postgres_url})
+    with Atlas.open("pg", settings=pg_settings) as atlas:
+        report = atlas.ingest(folder)
+        assert (report.stored, dict(report.reasons)) == (4, {"unsupported_format": 1})
+        assert atlas.search_text("yellow", k=1)[0].source_key == "yellow.png"
+        assert atlas.ingest(folder).skipped == 5
+        stats = atlas.stats()
+    assert stats.database.startswith("postgresql") and (stats.stored, stats.rejected) == (4, 1)
+    from clipatlas.atlas import list_collections
+
+    assert list_collections(pg_settings) == ["pg"]

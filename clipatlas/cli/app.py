@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a clipatlas error (one line on stderr), 2 bad usage, 13
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -190,6 +191,9 @@ def import_embeddings(
 
 def main() -> None:
     """Entry point: usage errors exit 2 (typer), clipatlas errors exit 1 with one line."""
+    # Before torch loads: idle OpenMP threads sleep instead of spinning, so the low-priority
+    # decode workers get the cores between model operations (measured in bench/RESULTS.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except ClipatlasError as exc:

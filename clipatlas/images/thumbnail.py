@@ -29,7 +29,9 @@ def write_thumbnail(image: Image.Image, dest: Path, max_side: int = 256) -> None
     scale = max_side / max(width, height)
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        picture = picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        # antialiased bilinear: a third of Lanczos' cost on every picture, and the
+        # difference does not show at thumbnail size
+        picture = picture.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     write_atomic(
         Path(dest),
         lambda fh: picture.save(fh, "JPEG", quality=THUMBNAIL_QUALITY),
