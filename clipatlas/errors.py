@@ -17,8 +17,9 @@ the fields a caller needs to report it (the item, the reason) rather than only a
     │   ├── SchemaVersionError          database written by a newer clipatlas
     │   ├── MediaWriteError             thumbnails/originals could not be written (disk full, ...)
     │   └── EmbeddingImportError        bring-your-own vectors failed validation
-    └── SourceError                     a source could not list its items
-        └── PathOutsideRootError        a symlink or path escapes the ingest root
+    ├── SourceError                     a source could not list its items
+    │   └── PathOutsideRootError        a symlink or path escapes the ingest root
+    └── FetchError                      one URL could not be fetched (url, reason, detail, status)
 
 Per-item problems during ingestion are not raised to the caller: they are recorded with a
 :class:`Reason` and counted, so one bad file never stops a run.
@@ -35,6 +36,7 @@ __all__ = [
     "EmbedderError",
     "EmbedderMismatchError",
     "EmbeddingImportError",
+    "FetchError",
     "ImageDecodeError",
     "ImageError",
     "MediaWriteError",
@@ -61,6 +63,10 @@ class Reason(str, Enum):
     DUPLICATE = "duplicate"
     UNREADABLE = "unreadable"  # the file could not be read (permissions, vanished, I/O error)
     EMBED_ERROR = "embed_error"
+    HTTP_ERROR = "http_error"  # an HTTP status or response we cannot use (see FetchError.status)
+    TIMEOUT = "timeout"
+    BLOCKED_ADDRESS = "blocked_address"  # the URL or an address it resolves to is not allowed
+    NETWORK_ERROR = "network_error"  # connection refused/reset, TLS or protocol failure
 
     def __str__(self) -> str:
         return self.value
@@ -162,3 +168,14 @@ class PathOutsideRootError(SourceError):
     def __init__(self, path: str, root: str) -> None:
         self.path, self.root = path, root
         super().__init__(f"{path} resolves outside the ingest root {root}")
+
+
+class FetchError(ClipatlasError):
+    """One URL could not be fetched. ``url`` is already redacted: it never holds a secret."""
+
+    def __init__(
+        self, url: str, reason: Reason, detail: str = "", status: int | None = None
+    ) -> None:
+        self.url, self.reason, self.detail, self.status = url, Reason(reason), detail, status
+        shown = f"{self.reason.value} {status}" if status is not None else self.reason.value
+        super().__init__(f"{url}: {shown}" + (f" ({detail})" if detail else ""))
