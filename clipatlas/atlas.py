@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,9 +22,22 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from clipatlas.analysis.duplicates import (
+    DEFAULT_COSINE,
+    DEFAULT_PHASH_DISTANCE,
+    DuplicateReport,
+    find_duplicate_groups,
+)
+from clipatlas.analysis.export import ExportReport, export_items
 from clipatlas.analysis.search import SearchHit, search_vectors
 from clipatlas.embedders.base import Embedder
-from clipatlas.errors import ConfigError, EmbedderMismatchError, ImageError, Reason
+from clipatlas.errors import (
+    CollectionNotFoundError,
+    ConfigError,
+    EmbedderMismatchError,
+    ImageError,
+    Reason,
+)
 from clipatlas.images import ImageLimits, decode_image
 from clipatlas.index.cache import load_exact_index
 from clipatlas.index.exact import ExactIndex
@@ -103,17 +116,29 @@ class Atlas:
         settings: Settings | None = None,
         registry: Registry | None = None,
         model: str | None = None,
+        create: bool = True,
     ) -> Atlas:
-        """Open (creating if needed) the collection ``name``.
+        """Open the collection ``name``, creating it unless ``create`` is False.
 
         ``model`` names the embedder for a new collection; a collection already bound to an
-        embedder refuses another one at the first ingest or import.
+        embedder refuses another one at the first ingest or import. With ``create=False`` a
+        missing collection raises :class:`CollectionNotFoundError` and nothing is written.
         """
         if not _NAME.match(name):
             raise ConfigError(f"collection name {name!r}: use letters, digits, '.', '_' or '-'")
         settings = settings or load_settings()
-        url = settings.database_url or sqlite_url(settings.collection_dir(name) / "clipatlas.db")
-        store = SqlStore(url, vector_dtype=settings.vector_dtype)
+        db_file = settings.collection_dir(name) / "clipatlas.db"
+        if not create and not settings.database_url and not db_file.exists():
+            raise CollectionNotFoundError(name)
+        store = SqlStore(
+            settings.database_url or sqlite_url(db_file), vector_dtype=settings.vector_dtype
+        )
+        if not create:
+            try:
+                store.get_collection(name)
+            except CollectionNotFoundError:
+                store.close()
+                raise
         return cls(name, settings, store, registry or default_registry(), model)
 
     def close(self) -> None:
@@ -286,6 +311,65 @@ class Atlas:
             raise ConfigError(f"item {item_id} has no vector in collection {self.name!r}")
         query = np.asarray(index.matrix[rows[0]], dtype=np.float32)
         return self._search(query, k, exclude={item_id})
+
+    # -- cleaning ----------------------------------------------------------------------------
+
+    def find_duplicates(
+        self,
+        *,
+        phash_distance: int | None = DEFAULT_PHASH_DISTANCE,
+        cosine: float | None = DEFAULT_COSINE,
+    ) -> DuplicateReport:
+        """Groups of near-duplicate stored items; changes nothing.
+
+        Two items are near-duplicates when their pHashes differ in at most ``phash_distance``
+        bits or their vectors have cosine >= ``cosine`` (None switches a test off). Each group
+        keeps the item with the largest pixel area, then the sharpest, then the lowest id.
+        """
+        items = [it for page in self.store.iter_items(self.collection, status="ok") for it in page]
+        ids, vectors = self.store.load_vectors(self.collection)
+        report = find_duplicate_groups(
+            items, ids, vectors, phash_distance=phash_distance, cosine=cosine
+        )
+        involved = [g.kept for g in report.groups] + [m.id for g in report.groups for m in g.others]
+        by_id = {it.id: it for it in items}
+        return replace(report, details={i: by_id[i] for i in involved})
+
+    def mark_duplicates(
+        self,
+        *,
+        phash_distance: int | None = DEFAULT_PHASH_DISTANCE,
+        cosine: float | None = DEFAULT_COSINE,
+    ) -> DuplicateReport:
+        """Find near-duplicates and reject all but the kept item of each group.
+
+        The others become ``status="rejected"``, ``reason="duplicate"`` with
+        ``meta.duplicate_of`` (the kept id) and ``meta.near_duplicate`` (their pHash distance
+        and cosine to it), all in one transaction; search no longer returns them.
+        """
+        report = self.find_duplicates(phash_distance=phash_distance, cosine=cosine)
+        rejections = [
+            (
+                m.id,
+                Reason.DUPLICATE.value,
+                {
+                    "duplicate_of": g.kept,
+                    "near_duplicate": {"phash_distance": m.phash_distance, "cosine": m.cosine},
+                },
+            )
+            for g in report.groups
+            for m in g.others
+        ]
+        marked = self.store.reject_items(self.collection, rejections)
+        return replace(report, marked=marked, applied=True)
+
+    def export_metadata(
+        self, path: str | os.PathLike[str], *, status: str | None = None
+    ) -> ExportReport:
+        """Write every item (or those of ``status``: "ok"/"rejected") to a .csv/.parquet file."""
+        return export_items(
+            self.store, self.collection, Path(path).expanduser(), self.media_root, status=status
+        )
 
     # -- information -------------------------------------------------------------------------
 

@@ -107,3 +107,13 @@ def test_errors_are_one_line_with_a_nonzero_exit_code(
     mismatch = run(home, "ingest", str(tmp_path), "-c", "demo", "--model", "fake:32", check=1)
     assert "refusing vectors of 'fake:32'" in mismatch.stderr
     assert run(home, "collections", "--json").stdout.strip().startswith("[")
+
+
+def test_reading_a_collection_that_does_not_exist_fails_without_creating_it(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    for args in (("search", "x", "-c", "nope"), ("info", "-c", "nope")):
+        out = run(home, *args, check=1)
+        assert out.stderr.strip() == "error: no collection named 'nope'"
+    assert not (home / "collections" / "nope").exists()

@@ -71,7 +71,10 @@ def test_settings_come_from_clipatlas_environment_variables(
     monkeypatch.setenv("CLIPATLAS_BATCH_SIZE", "7")
     settings = load_settings(precision="fp32")
     assert (settings.home, settings.model, settings.batch_size, settings.precision) == (
-        tmp_path / "h", "fake:32", 7, "fp32"
+        tmp_path / "h",
+        "fake:32",
+        7,
+        "fp32",
     )
     assert settings.collection_dir("c") == tmp_path / "h" / "collections" / "c"
     monkeypatch.setenv("CLIPATLAS_BATCH_SIZE", "0")

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from clipatlas.analysis.duplicates import DEFAULT_COSINE, DEFAULT_PHASH_DISTANCE
 from clipatlas.atlas import Atlas, list_collections
 from clipatlas.cli.render import console, err_console, print_hits, print_json, progress_bar
 from clipatlas.errors import ClipatlasError
@@ -108,7 +109,7 @@ def search(
     given = [x is not None for x in (text, image, like)]
     if sum(given) != 1:
         raise typer.BadParameter("give exactly one of TEXT, --image or --like")
-    with Atlas.open(collection, settings=_settings(ctx)) as atlas:
+    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
         if text is not None:
             hits = atlas.search_text(text, k=k)
         elif image is not None:
@@ -125,7 +126,7 @@ def search(
 @app.command()
 def info(ctx: typer.Context, collection: Collection = "default", json_out: Json = False) -> None:
     """Counts, embedder and rejection reasons of a collection."""
-    with Atlas.open(collection, settings=_settings(ctx)) as atlas:
+    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
         stats = atlas.stats()
     if json_out:
         print_json(stats.as_dict())
@@ -171,7 +172,7 @@ def import_embeddings(
         raise typer.BadParameter("--match must be 'key' or 'id'")
     how: Literal["key", "id"] = "key" if match == "key" else "id"
     with (
-        Atlas.open(collection, settings=_settings(ctx)) as atlas,
+        Atlas.open(collection, settings=_settings(ctx), create=False) as atlas,
         progress_bar(not json_out) as progress,
     ):
         report = atlas.import_embeddings(
@@ -187,6 +188,77 @@ def import_embeddings(
         print_json({"imported": report.imported, "dim": report.dim, "embedder": report.embedder_id})
     else:
         console.print(f"imported {report.imported} vectors ({report.dim}-d, {report.embedder_id})")
+
+
+@app.command()
+def duplicates(
+    ctx: typer.Context,
+    collection: Collection = "default",
+    phash_distance: Annotated[
+        int,
+        typer.Option(min=-1, max=64, help="Max pHash Hamming distance (-1: pHash test off)."),
+    ] = DEFAULT_PHASH_DISTANCE,
+    cosine: Annotated[
+        float,
+        typer.Option(min=-1.0, max=2.0, help="Min embedding cosine (above 1: cosine test off)."),
+    ] = DEFAULT_COSINE,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Reject all but the kept item of each group.")
+    ] = False,
+    json_out: Json = False,
+) -> None:
+    """Find near-duplicate pictures (pHash or embedding); --apply rejects the extra copies."""
+    thresholds: dict[str, Any] = {
+        "phash_distance": None if phash_distance < 0 else phash_distance,
+        "cosine": None if cosine > 1 else cosine,
+    }
+    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+        if apply:
+            report = atlas.mark_duplicates(**thresholds)
+        else:
+            report = atlas.find_duplicates(**thresholds)
+    if json_out:
+        print_json({"collection": collection, **report.as_dict()})
+        return
+    _print_duplicates(report.as_dict())
+
+
+def _print_duplicates(report: dict[str, Any]) -> None:
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    verb = "rejected" if report["applied"] else "would reject"
+    console.print(
+        f"{report['compared']} items, {len(report['groups'])} groups of near-duplicates: "
+        f"{verb} {report['marked'] if report['applied'] else report['duplicates']}"
+    )
+    for group in report["groups"]:
+        console.print(f"keep {group['kept']}  {group['kept_uri']}", markup=False)
+        for other in group["others"]:
+            console.print(
+                f"  {other['id']}  pHash {fmt(other['phash_distance'], 'd')}  "
+                f"cosine {fmt(other['cosine'], '.4f')}  {other['uri']}",
+                markup=False,
+            )
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Output file: .csv or .parquet.")],
+    collection: Collection = "default",
+    status: Annotated[
+        str | None, typer.Option(help="Only items of this status: ok or rejected.")
+    ] = None,
+    json_out: Json = False,
+) -> None:
+    """Export every item's metadata (and rejection reasons) to CSV or Parquet."""
+    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+        report = atlas.export_metadata(path, status=status)
+    if json_out:
+        print_json({"collection": collection, **report.as_dict()})
+    else:
+        console.print(f"wrote {report.rows} items to {report.path} ({report.format})", markup=False)
 
 
 def main() -> None:

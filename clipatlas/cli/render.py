@@ -25,7 +25,7 @@ from clipatlas.progress import ProgressCallback, ProgressEvent
 __all__ = ["console", "err_console", "print_hits", "print_json", "progress_bar"]
 
 console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:

@@ -324,8 +324,8 @@ class SqlStore:
             vectors = conn.execute(
                 select(func.count())
                 .select_from(embeddings.join(items, embeddings.c.item_id == items.c.id))
-                .where(items.c.collection_id == collection.id)
-            ).scalar_one()
+                .where(items.c.collection_id == collection.id, items.c.status == "ok")
+            ).scalar_one()  # searchable vectors: those of stored items (not of rejected copies)
         return {
             "ok": by_status.get("ok", 0),
             "rejected": by_status.get("rejected", 0),
@@ -415,6 +415,81 @@ class SqlStore:
                 )
                 out.update(r.id for r in conn.execute(q))
         return out
+
+    def iter_items(
+        self, collection: CollectionInfo, *, status: str | None = None, page_size: int = 1000
+    ) -> Iterator[list[Item]]:
+        """Items (of ``status``, or all) in id order, one page at a time (keyset paging).
+
+        Each page is read in its own short transaction, so a long export never holds the
+        database; memory is one page.
+        """
+        last = 0
+        while True:
+            q = (
+                select(items, embeddings.c.item_id.label("vec_item"))
+                .outerjoin(embeddings, embeddings.c.item_id == items.c.id)
+                .where(items.c.collection_id == collection.id, items.c.id > last)
+                .order_by(items.c.id)
+                .limit(page_size)
+            )
+            if status is not None:
+                q = q.where(items.c.status == status)
+            with self._tx() as conn:
+                page = [_item(r) for r in conn.execute(q)]
+            if not page:
+                return
+            yield page
+            last = page[-1].id
+
+    def reject_items(
+        self,
+        collection: CollectionInfo,
+        rejections: Sequence[tuple[int, str, dict[str, Any]]],
+    ) -> int:
+        """Turn stored items into rejections, in one transaction; returns how many changed.
+
+        ``rejections`` holds (item id, reason, meta to merge into the item's meta). Items no
+        longer stored are left alone. Vectors are kept (the change can be undone without
+        re-embedding); search never sees them, as it loads the vectors of stored items only, and
+        the version bump makes every derived index rebuild.
+        """
+        if not rejections:
+            return 0
+        wanted = {int(i): (reason, extra) for i, reason, extra in rejections}
+        changed = 0
+        with self._tx() as conn:
+            conn.execute(
+                update(collections)
+                .where(collections.c.id == collection.id)
+                .values(version=collections.c.version + 1)
+            )
+            version = conn.execute(
+                select(collections.c.version).where(collections.c.id == collection.id)
+            ).scalar_one()
+            ids = list(wanted)
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(items.c.id, items.c.meta).where(
+                        items.c.collection_id == collection.id,
+                        items.c.status == "ok",
+                        items.c.id.in_(ids[start : start + 500]),
+                    )
+                ).all()
+                for row in rows:
+                    reason, extra = wanted[row.id]
+                    conn.execute(
+                        update(items)
+                        .where(items.c.id == row.id)
+                        .values(
+                            status="rejected",
+                            reason=reason,
+                            meta={**(row.meta or {}), **extra},
+                            version=version,
+                        )
+                    )
+                changed += len(rows)
+        return changed
 
     def close(self) -> None:
         self.engine.dispose()
