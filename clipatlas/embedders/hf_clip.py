@@ -20,18 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor
 from clipatlas.embedders.locate import ModelLocation, locate_model
-from clipatlas.embedders.precision import PrecisionGuard
 from clipatlas.embedders.runtime import (
-    crops_to_tensor,
-    embed_in_batches,
     features_tensor,
-    resolve_device,
 )
+from clipatlas.embedders.torch_model import TorchImageTextEmbedder
 from clipatlas.errors import ModelLoadError
 from clipatlas.settings import Settings
 
@@ -177,16 +173,11 @@ def _load_parts(spec: str, source: str, local_files_only: bool) -> _LoadedParts:
     return _LoadedParts(config, model, tokenizer, image_processor)
 
 
-class HFClipEmbedder:
+class HFClipEmbedder(TorchImageTextEmbedder):
     """A transformers CLIP-family model behind the :class:`Embedder` protocol."""
 
-    modalities = frozenset({"image", "text"})
-
     def __init__(self, location: ModelLocation, settings: Settings) -> None:
-        self.id = location.spec
-        self._batch_size = settings.batch_size
-        self._device = resolve_device(settings.device)
-        self.precision = PrecisionGuard(self.id, settings.precision, self._device)
+        super().__init__(location.spec, settings)
         parts = location.load(lambda offline: _load_parts(self.id, location.source, offline))
         try:
             self._preprocessor = preprocessor_from_hf(parts.image_processor)
@@ -199,27 +190,8 @@ class HFClipEmbedder:
         self._tokenizer = parts.tokenizer
         self._text_inputs = _accepted_text_inputs(self._model)
 
-    def image_preprocessor(self) -> ImagePreprocessor:
-        return self._preprocessor
-
-    def _image_batch(self, batch: np.ndarray) -> torch.Tensor:
-
-        pixels = crops_to_tensor(batch, self._preprocessor, self._device)
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return features_tensor(self._model.get_image_features(pixel_values=pixels))
-
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return embed_in_batches(
-            np.asarray(pixels),
-            self._batch_size,
-            self._image_batch,
-            self.dim,
-            self.precision,
-        )
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_pixels(np.stack([self._preprocessor.resize_crop(im) for im in images]))
 
     def _text_batch(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokenizer(
@@ -231,9 +203,6 @@ class HFClipEmbedder:
         )
         inputs = {k: v.to(self._device) for k, v in tokens.items() if k in self._text_inputs}
         return features_tensor(self._model.get_text_features(**inputs))
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return embed_in_batches(list(texts), self._batch_size, self._text_batch, self.dim)
 
 
 def _factory(arg: str, settings: Settings) -> HFClipEmbedder:

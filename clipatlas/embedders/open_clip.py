@@ -25,13 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor
 from clipatlas.embedders.locate import looks_like_path
-from clipatlas.embedders.precision import PrecisionGuard
-from clipatlas.embedders.runtime import crops_to_tensor, embed_in_batches, resolve_device
+from clipatlas.embedders.torch_model import TorchImageTextEmbedder
 from clipatlas.errors import ConfigError, ModelLoadError
 from clipatlas.settings import Settings
 
@@ -141,17 +139,12 @@ def _import_open_clip(spec: str) -> Any:
     return open_clip
 
 
-class OpenClipEmbedder:
+class OpenClipEmbedder(TorchImageTextEmbedder):
     """An open_clip model behind the :class:`Embedder` protocol."""
-
-    modalities = frozenset({"image", "text"})
 
     def __init__(self, source: OpenClipSource, settings: Settings) -> None:
         open_clip = _import_open_clip(source.id)
-        self.id = source.id
-        self._batch_size = settings.batch_size
-        self._device = resolve_device(settings.device)
-        self.precision = PrecisionGuard(self.id, settings.precision, self._device)
+        super().__init__(source.id, settings)
         self._check_architecture(open_clip, source)
         if source.random_weights:
             log.warning("%s has random weights: its vectors carry no meaning", self.id)
@@ -198,36 +191,14 @@ class OpenClipEmbedder:
             tokens = self._tokenizer([""]).to(self._device)
             return int(self._model.encode_text(tokens).shape[-1])
 
-    def image_preprocessor(self) -> ImagePreprocessor:
-        return self._preprocessor
-
-    def _image_batch(self, batch: np.ndarray) -> torch.Tensor:
-
-        pixels = crops_to_tensor(batch, self._preprocessor, self._device)
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         features: torch.Tensor = self._model.encode_image(pixels)
         return features
-
-    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        return embed_in_batches(
-            np.asarray(pixels),
-            self._batch_size,
-            self._image_batch,
-            self.dim,
-            self.precision,
-        )
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return self.embed_pixels(np.stack([self._preprocessor.resize_crop(im) for im in images]))
 
     def _text_batch(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self._tokenizer(list(texts)).to(self._device)
         features: torch.Tensor = self._model.encode_text(tokens)
         return features
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return embed_in_batches(list(texts), self._batch_size, self._text_batch, self.dim)
 
 
 def _factory(arg: str, settings: Settings) -> OpenClipEmbedder:

@@ -217,14 +217,7 @@ class SqlStore:
         now = time.time()
         ids: list[int] = []
         with self._tx() as conn:
-            conn.execute(
-                update(collections)
-                .where(collections.c.id == collection.id)
-                .values(version=collections.c.version + 1)
-            )
-            version = conn.execute(
-                select(collections.c.version).where(collections.c.id == collection.id)
-            ).scalar_one()
+            version = self._bump_version(conn, collection.id)
             self._delete_keys(conn, collection.id, new_items)
             taken = {
                 sha: found[0]
@@ -263,6 +256,19 @@ class SqlStore:
         return ids
 
     @staticmethod
+    def _bump_version(conn: Connection, collection_id: int) -> int:
+        """Advance the collection's write counter (part of the fingerprint); return it."""
+        conn.execute(
+            update(collections)
+            .where(collections.c.id == collection_id)
+            .values(version=collections.c.version + 1)
+        )
+        version: int = conn.execute(
+            select(collections.c.version).where(collections.c.id == collection_id)
+        ).scalar_one()
+        return version
+
+    @staticmethod
     def _delete_keys(conn: Connection, collection_id: int, new_items: Sequence[NewItem]) -> None:
         by_source: dict[str, list[str]] = {}
         for it in new_items:
@@ -284,14 +290,7 @@ class SqlStore:
         if collection.embedder_id is None or collection.dim is None:
             raise StoreError(f"collection {collection.name!r} has no embedder bound")
         with self._tx() as conn:
-            conn.execute(
-                update(collections)
-                .where(collections.c.id == collection.id)
-                .values(version=collections.c.version + 1)
-            )
-            version = conn.execute(
-                select(collections.c.version).where(collections.c.id == collection.id)
-            ).scalar_one()
+            version = self._bump_version(conn, collection.id)
             ids = [int(i) for i in item_ids]
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
@@ -459,14 +458,7 @@ class SqlStore:
         wanted = {int(i): (reason, extra) for i, reason, extra in rejections}
         changed = 0
         with self._tx() as conn:
-            conn.execute(
-                update(collections)
-                .where(collections.c.id == collection.id)
-                .values(version=collections.c.version + 1)
-            )
-            version = conn.execute(
-                select(collections.c.version).where(collections.c.id == collection.id)
-            ).scalar_one()
+            version = self._bump_version(conn, collection.id)
             ids = list(wanted)
             for start in range(0, len(ids), 500):
                 rows = conn.execute(
