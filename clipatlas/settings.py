@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from clipatlas.fetch.policy import FetchPolicy
 
 __all__ = ["DEFAULT_MODEL", "Settings", "load_settings"]
 
@@ -61,6 +65,38 @@ class Settings(BaseSettings):
     copy_media: bool = Field(
         default=False, description="Copy originals of folder ingests into the media store."
     )
+
+    # -- network sources (clipatlas.fetch) --------------------------------------------------
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts/IPs that may be fetched although not public (e.g. 127.0.0.1).",
+    )
+    fetch_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    fetch_timeout: float = Field(default=60.0, gt=0, description="Wall-clock cap per request.")
+    fetch_retries: int = Field(default=4, ge=0)
+    fetch_concurrency: int = Field(default=16, ge=1, description="Parallel downloads per run.")
+    civitai_base_url: str = "https://civitai.com/api/v1"
+    civitai_api_key: str | None = Field(default=None, repr=False)
+    naver_base_url: str = "https://openapi.naver.com/v1/search/image"
+    naver_client_id: str | None = Field(default=None, repr=False)
+    naver_client_secret: str | None = Field(default=None, repr=False)
+    naver_id_header: str = "X-Naver-Client-Id"
+    naver_secret_header: str = "X-Naver-Client-Secret"
+
+    def fetch_policy(self) -> FetchPolicy:
+        from clipatlas.fetch.policy import FetchPolicy  # httpx loads only when fetching
+
+        return FetchPolicy(
+            allow_hosts=frozenset(self.allow_hosts),
+            max_bytes=self.fetch_max_bytes,
+            total_timeout=self.fetch_timeout,
+            retries=self.fetch_retries,
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs, errors or stored URLs."""
+        values = (self.civitai_api_key, self.naver_client_id, self.naver_client_secret)
+        return tuple(v for v in values if v)
 
     def collection_dir(self, name: str) -> Path:
         return self.home / "collections" / name
