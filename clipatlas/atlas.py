@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -46,10 +46,13 @@ from clipatlas.pipeline.ingest import Ingestor, IngestReport
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.registry import Registry, default_registry
 from clipatlas.settings import Settings, load_settings
-from clipatlas.sources.base import Source
+from clipatlas.sources.base import Source, SourceContext
 from clipatlas.store.base import CollectionInfo
 from clipatlas.store.importing import Match, known_ids, read_vector_file, validate_vectors
 from clipatlas.store.sql import SqlStore, sqlite_url
+
+if TYPE_CHECKING:
+    from clipatlas.fetch import Fetcher
 
 __all__ = ["Atlas", "CollectionStats", "ImportReport", "list_collections"]
 
@@ -107,6 +110,7 @@ class Atlas:
         self._embedder: Embedder | None = None
         self._index: ExactIndex | None = None
         self._index_token: str | None = None
+        self._fetcher: Fetcher | None = None
 
     @classmethod
     def open(
@@ -142,7 +146,23 @@ class Atlas:
         return cls(name, settings, store, registry or default_registry(), model)
 
     def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
         self.store.close()
+
+    def fetcher(self) -> Fetcher:
+        """The safe HTTP fetcher of this collection's network sources (created on first use)."""
+        if self._fetcher is None:
+            from clipatlas.fetch import Fetcher
+
+            self._fetcher = Fetcher(self.settings.fetch_policy(), secrets=self.settings.secrets())
+        return self._fetcher
+
+    def source(self, kind: str, **options: Any) -> Source:
+        """Build a registered source, e.g. ``source("civitai", types=["LORA"], limit=300)``."""
+        return self.registry.create_source(
+            kind, SourceContext(self.settings, self.fetcher), **options
+        )
 
     def __enter__(self) -> Atlas:
         return self
@@ -181,7 +201,7 @@ class Atlas:
     ) -> IngestReport:
         """Ingest a folder (a path) or any :class:`Source`; returns counts per outcome."""
         if not isinstance(source, Source):
-            source = self.registry.create_source("folder", source)
+            source = self.source("folder", root=source)
         embedder = None
         if embed:
             embedder = self.embedder()
@@ -207,6 +227,8 @@ class Atlas:
             batch_size=self.settings.batch_size,
             workers=self.settings.workers,
             progress=progress,
+            fetcher=self._fetcher,
+            fetch_concurrency=self.settings.fetch_concurrency,
         )
         return ingestor.run(source)
 

@@ -18,7 +18,11 @@ the fields a caller needs to report it (the item, the reason) rather than only a
     │   ├── MediaWriteError             thumbnails/originals could not be written (disk full, ...)
     │   └── EmbeddingImportError        bring-your-own vectors failed validation
     ├── SourceError                     a source could not list its items
-    │   └── PathOutsideRootError        a symlink or path escapes the ingest root
+    │   ├── PathOutsideRootError        a symlink or path escapes the ingest root
+    │   ├── CivitaiError                CivitAI API refused or garbled a listing (detail, status)
+    │   └── NaverError                  Naver Search API refused a request (code, status, detail)
+    │       ├── NaverQuotaError         quota used up (scope: "daily" or "per_second")
+    │       └── NaverAuthError          credentials missing, unknown or lacking the Search scope
     └── FetchError                      one URL could not be fetched (url, reason, detail, status)
 
 Per-item problems during ingestion are not raised to the caller: they are recorded with a
@@ -30,6 +34,7 @@ from __future__ import annotations
 from enum import Enum
 
 __all__ = [
+    "CivitaiError",
     "ClipatlasError",
     "CollectionNotFoundError",
     "ConfigError",
@@ -42,6 +47,9 @@ __all__ = [
     "MediaWriteError",
     "ModalityNotSupportedError",
     "ModelLoadError",
+    "NaverAuthError",
+    "NaverError",
+    "NaverQuotaError",
     "PathOutsideRootError",
     "Reason",
     "SchemaVersionError",
@@ -168,6 +176,42 @@ class PathOutsideRootError(SourceError):
     def __init__(self, path: str, root: str) -> None:
         self.path, self.root = path, root
         super().__init__(f"{path} resolves outside the ingest root {root}")
+
+
+class NaverError(SourceError):
+    """The Naver Search API refused a request. ``code`` is its string ``errorCode`` (``SE02``,
+    ``024``, ...) when the body was readable; ``status`` the HTTP status. Never holds a secret."""
+
+    def __init__(self, code: str | None, status: int | None, detail: str = "") -> None:
+        self.code, self.status, self.detail = code, status, detail
+        shown = " ".join(str(p) for p in (code, status) if p is not None) or "error"
+        super().__init__(f"naver {shown}" + (f": {detail}" if detail else ""))
+
+
+class NaverQuotaError(NaverError):
+    """Quota used up: ``scope`` is ``"daily"`` (``010``: stop until reset) or ``"per_second"``
+    (``012``: a short backoff helps)."""
+
+    def __init__(self, scope: str, code: str | None, status: int | None, detail: str = "") -> None:
+        self.scope = scope
+        super().__init__(
+            code, status, f"{scope} quota exceeded" + (f"; {detail}" if detail else "")
+        )
+
+
+class NaverAuthError(NaverError):
+    """Credentials missing, unknown or wrong, or the app lacks the Search API scope."""
+
+
+class CivitaiError(SourceError):
+    """The CivitAI API answered with something other than a usable listing: an HTML page
+    (Cloudflare challenge, maintenance), 401/403/404, a JSON ``{"error": ...}`` body, or a
+    failure the fetcher gave up on after its retries. ``detail`` never holds a secret."""
+
+    def __init__(self, detail: str, status: int | None = None) -> None:
+        self.detail, self.status = detail, status
+        shown = f"CivitAI API error {status}" if status is not None else "CivitAI API error"
+        super().__init__(f"{shown}: {detail}")
 
 
 class FetchError(ClipatlasError):

@@ -25,7 +25,7 @@ from clipatlas.errors import ConfigError, UnknownPluginError
 if TYPE_CHECKING:
     from clipatlas.embedders.base import Embedder
     from clipatlas.settings import Settings
-    from clipatlas.sources.base import Source
+    from clipatlas.sources.base import Source, SourceContext
 
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "Registry", "default_registry", "split_spec"]
 
@@ -37,6 +37,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "clipatlas.embedders.sentence:register",
     "clipatlas.embedders.fake:register",
     "clipatlas.sources.folder:register",
+    "clipatlas.sources.civitai:register",
+    "clipatlas.sources.naver:register",
+    "clipatlas.sources.urls:register",
 )
 
 EmbedderFactory = Callable[[str, "Settings"], "Embedder"]
@@ -71,11 +74,12 @@ class Registry:
             raise UnknownPluginError("embedder", kind, list(self.embedders))
         return factory(arg, settings)
 
-    def create_source(self, kind: str, *args: Any, **kwargs: Any) -> Source:
+    def create_source(self, kind: str, context: SourceContext, **options: Any) -> Source:
+        """Build a source: its factory is called as ``factory(context, **options)``."""
         factory = self.sources.get(kind)
         if factory is None:
             raise UnknownPluginError("source", kind, list(self.sources))
-        return factory(*args, **kwargs)
+        return factory(context, **options)
 
     def load(self, target: str | Callable[[Registry], None]) -> None:
         """Run one plugin: a ``module:function`` path or the callable itself."""

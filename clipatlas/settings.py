@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(default=60.0, gt=0, description="Wall-clock cap per request.")
     fetch_retries: int = Field(default=4, ge=0)
     fetch_concurrency: int = Field(default=16, ge=1, description="Parallel downloads per run.")
+    fetch_per_host: int = Field(default=8, ge=1, description="Parallel requests to one host.")
     civitai_base_url: str = "https://civitai.com/api/v1"
     civitai_api_key: str | None = Field(default=None, repr=False)
     naver_base_url: str = "https://openapi.naver.com/v1/search/image"
@@ -91,6 +92,7 @@ class Settings(BaseSettings):
             max_bytes=self.fetch_max_bytes,
             total_timeout=self.fetch_timeout,
             retries=self.fetch_retries,
+            per_host_concurrency=self.fetch_per_host,
         )
 
     def secrets(self) -> tuple[str, ...]:

@@ -52,46 +52,6 @@ def _main(
 
 
 @app.command()
-def ingest(
-    ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="Folder to ingest, recursively.")],
-    collection: Collection = "default",
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Embedder, e.g. hf:openai/clip-vit-base-patch32 or hf:/path/to/local/model."
-        ),
-    ] = None,
-    embed: Annotated[bool, typer.Option(help="Embed pictures (--no-embed: store only).")] = True,
-    workers: Annotated[int | None, typer.Option(help="Decode processes (0 = auto).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pictures per model batch.")] = None,
-    json_out: Json = False,
-) -> None:
-    """Ingest a folder: decode safely, drop duplicates, embed, store."""
-    settings = _settings(ctx)
-    updates = {
-        k: v for k, v in {"workers": workers, "batch_size": batch_size}.items() if v is not None
-    }
-    settings = settings.model_copy(update=updates)
-    with (
-        Atlas.open(collection, settings=settings, model=model) as atlas,
-        progress_bar(not json_out) as progress,
-    ):
-        report = atlas.ingest(folder, embed=embed, progress=progress)
-    if json_out:
-        print_json({"collection": collection, **report.as_dict()})
-        return
-    console.print(
-        f"{collection}: stored {report.stored}, rejected {report.rejected}, "
-        f"unchanged {report.skipped} ({report.seconds:.1f}s)"
-    )
-    for reason, n in sorted(report.reasons.items()):
-        console.print(f"  {reason}: {n}")
-    if report.outside_root:
-        console.print(f"  skipped {report.outside_root} links pointing outside {folder}")
-
-
-@app.command()
 def search(
     ctx: typer.Context,
     text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
@@ -259,6 +219,11 @@ def export(
         print_json({"collection": collection, **report.as_dict()})
     else:
         console.print(f"wrote {report.rows} items to {report.path} ({report.format})", markup=False)
+
+
+from clipatlas.cli import ingest as _ingest_commands  # noqa: E402  (registers ingest, sync)
+
+_ = _ingest_commands
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ rejected :class:`NewItem` with a typed reason, never an exception.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,6 +25,7 @@ __all__ = [
     "Decoded",
     "decode_candidate",
     "media_relpath",
+    "rejected",
     "remove_stale_temp_files",
 ]
 
@@ -71,7 +73,7 @@ def _read(candidate: Candidate, limit: int) -> bytes:
     return data
 
 
-def _write_bytes(fh: BinaryIO, data: bytes) -> None:
+def _write_bytes(fh: BinaryIO, *, data: bytes) -> None:
     fh.write(data)
 
 
@@ -86,10 +88,21 @@ def _base_item(candidate: Candidate) -> NewItem:
     )
 
 
-def decode_candidate(candidate: Candidate, config: DecodeConfig) -> Decoded:
+def rejected(candidate: Candidate, reason: Reason, detail: str | None = None) -> Decoded:
+    """A candidate that failed before decoding (e.g. its download), as a rejected item."""
+    item = _base_item(candidate)
+    item.status, item.reason, item.detail = "rejected", reason.value, detail or None
+    return Decoded(item, None)
+
+
+def decode_candidate(
+    candidate: Candidate, config: DecodeConfig, data: bytes | None = None
+) -> Decoded:
+    """Analyse one candidate: its ``data`` when already fetched, else the file at its path."""
     item = _base_item(candidate)
     try:
-        data = _read(candidate, config.limits.max_bytes)
+        if data is None:
+            data = _read(candidate, config.limits.max_bytes)
         item.size_bytes = len(data)
         pic = analyse_bytes(data, candidate.uri, config.limits, draft=config.draft)
         thumb = media_relpath("thumbs", pic.sha256, "jpg")
@@ -99,7 +112,7 @@ def decode_candidate(candidate: Candidate, config: DecodeConfig) -> Decoded:
             item.media_path = media_relpath("originals", pic.sha256, _EXT[pic.format])
             dest = config.media_root / item.media_path
             if not dest.exists():
-                write_atomic(dest, lambda fh: _write_bytes(fh, data))
+                write_atomic(dest, partial(_write_bytes, data=data))
         pixels = (
             config.preprocessor.resize_crop(pic.image) if config.preprocessor is not None else None
         )

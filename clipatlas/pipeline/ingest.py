@@ -16,16 +16,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clipatlas.embedders.base import Embedder
-from clipatlas.errors import ClipatlasError, Reason
-from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate
+from clipatlas.errors import ClipatlasError, FetchError, Reason
+from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate, rejected
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.sources.base import Candidate, Source
 from clipatlas.store.base import CollectionInfo, NewItem
 from clipatlas.store.sql import SqlStore
+
+if TYPE_CHECKING:  # httpx is imported only by runs that fetch, never by decode workers
+    from clipatlas.fetch import Fetcher
 
 __all__ = ["IngestReport", "Ingestor", "resolve_workers"]
 
@@ -83,13 +87,23 @@ def _init_worker(config: DecodeConfig) -> None:
         os.nice(19)
 
 
-def _work(chunk: Sequence[Candidate]) -> list[Decoded]:
+Job = tuple[Candidate, bytes | None] | Decoded  # to decode (with fetched bytes), or decided
+
+
+def _run_job(job: Job, config: DecodeConfig) -> Decoded:
+    if isinstance(job, Decoded):
+        return job
+    candidate, data = job
+    return decode_candidate(candidate, config, data)
+
+
+def _work(chunk: Sequence[Job]) -> list[Decoded]:
     assert _worker_config is not None
-    return [decode_candidate(c, _worker_config) for c in chunk]
+    return [_run_job(job, _worker_config) for job in chunk]
 
 
-def _chunks(items: Iterable[Candidate], size: int) -> Iterator[list[Candidate]]:
-    chunk: list[Candidate] = []
+def _chunks(items: Iterable[Job], size: int) -> Iterator[list[Job]]:
+    chunk: list[Job] = []
     for it in items:
         chunk.append(it)
         if len(chunk) == size:
@@ -132,16 +146,16 @@ class _DecodePool:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def decode(self, candidates: Sequence[Candidate], lookahead: int) -> Iterator[Decoded]:
-        """Decoded candidates in input order, at most ``lookahead`` items in flight."""
+    def decode(self, jobs: Iterable[Job], lookahead: int) -> Iterator[Decoded]:
+        """Decoded jobs in input order, at most ``lookahead`` items in flight."""
         if self.pool is None:
-            for c in candidates:
-                yield decode_candidate(c, self.config)
+            for job in jobs:
+                yield _run_job(job, self.config)
             return
         pending: deque[Future[list[Decoded]]] = deque()
         max_chunks = max(2 * self.workers, lookahead // _CHUNK)
         try:
-            for chunk in _chunks(candidates, _CHUNK):
+            for chunk in _chunks(jobs, _CHUNK):
                 pending.append(self.pool.submit(_work, chunk))
                 if len(pending) >= max_chunks:
                     yield from pending.popleft().result()
@@ -170,9 +184,12 @@ class Ingestor:
         batch_size: int = 32,
         workers: int = 0,
         progress: ProgressCallback | None = None,
+        fetcher: Fetcher | None = None,
+        fetch_concurrency: int = 16,
     ) -> None:
         self.store, self.collection, self.config = store, collection, config
         self.embedder = embedder
+        self.fetcher, self.fetch_concurrency = fetcher, fetch_concurrency
         self.batch_size = batch_size
         self.workers = resolve_workers(workers)
         self.progress = progress
@@ -202,7 +219,7 @@ class Ingestor:
             batch: list[Decoded] = []
             n_ok = 0
             lookahead = 2 * self.batch_size + 8 * max(1, self.workers)
-            for decoded in decoder.decode(todo, lookahead):
+            for decoded in decoder.decode(self._jobs(todo), lookahead):
                 batch.append(decoded)
                 n_ok += decoded.item.status == "ok"
                 if n_ok >= self.batch_size:
@@ -212,6 +229,26 @@ class Ingestor:
                 self._flush(batch, total)
         self.report.seconds = time.perf_counter() - start
         return self.report
+
+    def _jobs(self, todo: Sequence[Candidate]) -> Iterator[Job]:
+        """Local files go to the decoders as they are; remote ones are downloaded first, many
+        at a time on threads (the network waits, not the CPU), in order."""
+        if all(c.path is not None for c in todo):
+            yield from ((c, None) for c in todo)
+            return
+        if self.fetcher is None:
+            raise ClipatlasError("this source offers remote pictures but no fetcher was given")
+        fetched = self.fetcher.fetch_many(
+            (c.uri for c in todo), concurrency=self.fetch_concurrency, expect="any"
+        )
+        for c, (_, outcome) in zip(todo, fetched, strict=True):
+            if isinstance(outcome, FetchError):
+                detail = (
+                    f"HTTP {outcome.status}: {outcome.detail}" if outcome.status else outcome.detail
+                )
+                yield rejected(c, outcome.reason, detail)
+            else:
+                yield (c, outcome.data)
 
     def _mark_duplicates(self, batch: list[Decoded]) -> None:
         hashes = [d.item.sha256 for d in batch if d.item.status == "ok" and d.item.sha256]

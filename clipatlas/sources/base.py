@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-__all__ = ["Candidate", "Source"]
+if TYPE_CHECKING:
+    from clipatlas.fetch import Fetcher
+    from clipatlas.settings import Settings
+
+__all__ = ["Candidate", "Source", "SourceContext"]
 
 
 @dataclass(frozen=True)
@@ -32,3 +36,19 @@ class Source(Protocol):
     name: str
 
     def iter_candidates(self) -> Iterator[Candidate]: ...
+
+
+class SourceContext:
+    """What a source factory is given besides its own options.
+
+    Every factory is called as ``factory(context, **options)``. Network sources take the run's
+    safe :class:`~clipatlas.fetch.Fetcher` from :meth:`fetcher` (created on first use, so a
+    folder ingest never loads the HTTP stack).
+    """
+
+    def __init__(self, settings: Settings, make_fetcher: Callable[[], Fetcher]) -> None:
+        self.settings = settings
+        self._make_fetcher = make_fetcher
+
+    def fetcher(self) -> Fetcher:
+        return self._make_fetcher()

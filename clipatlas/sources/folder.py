@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clipatlas.errors import PathOutsideRootError, SourceError
-from clipatlas.sources.base import Candidate
+from clipatlas.sources.base import Candidate, SourceContext
 
 if TYPE_CHECKING:
     from clipatlas.registry import Registry
@@ -76,5 +76,9 @@ class FolderSource:
                 )
 
 
+def _factory(context: SourceContext, *, root: str | os.PathLike[str]) -> FolderSource:
+    return FolderSource(root)
+
+
 def register(registry: Registry) -> None:
-    registry.add_source("folder", FolderSource)
+    registry.add_source("folder", _factory)
