@@ -227,7 +227,7 @@ class Atlas:
             batch_size=self.settings.batch_size,
             workers=self.settings.workers,
             progress=progress,
-            fetcher=self._fetcher,
+            fetcher=self.fetcher,
             fetch_concurrency=self.settings.fetch_concurrency,
         )
         return ingestor.run(source)

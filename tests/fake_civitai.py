@@ -240,10 +240,10 @@ class _Handler(BaseHTTPRequestHandler):
         if image.corrupt:
             self._send(200, b"\xff\xd8\xff\xe0" + b"\x00garbage" * 32, "image/jpeg")
         elif image.png_original and options.get("original") == "true":
-            self._send(200, fake.png_bytes(), "image/jpeg")  # PNG bytes under a .jpeg name
+            self._send(200, fake.png_bytes(image.id), "image/jpeg")  # PNG under a .jpeg name
         else:
             width = int(options.get("width", "64") or 64)
-            self._send(200, fake.jpeg_bytes(min(max(width, 8), 96)), "image/jpeg")
+            self._send(200, fake.jpeg_bytes(min(max(width, 8), 96), image.id), "image/jpeg")
 
 
 class _Server(ThreadingHTTPServer):
@@ -338,14 +338,25 @@ class FakeCivitai:
                     out.append(image)
         return out
 
-    def jpeg_bytes(self, width: int) -> bytes:
+    @staticmethod
+    def _picture(size: tuple[int, int], seed: int) -> Image.Image:
+        """A distinct picture per image id, like real previews (so none is a duplicate)."""
+        rng = random.Random(seed)
+        picture = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+        for _ in range(6):
+            x, y = rng.randrange(size[0]), rng.randrange(size[1])
+            box = (x, y, x + rng.randrange(4, 24), y + rng.randrange(4, 24))
+            picture.paste(tuple(rng.randrange(256) for _ in range(3)), box)
+        return picture
+
+    def jpeg_bytes(self, width: int, seed: int = 0) -> bytes:
         buf = io.BytesIO()
-        Image.new("RGB", (width, width * 3 // 2), (40, 120, 200)).save(buf, format="JPEG")
+        self._picture((width, width * 3 // 2), seed).save(buf, format="JPEG")
         return buf.getvalue()
 
-    def png_bytes(self) -> bytes:
+    def png_bytes(self, seed: int = 0) -> bytes:
         buf = io.BytesIO()
-        Image.new("RGB", (48, 64), (200, 60, 30)).save(buf, format="PNG")
+        self._picture((48, 64), seed).save(buf, format="PNG")
         return buf.getvalue()
 
     # -- pagination ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -184,7 +184,7 @@ class Ingestor:
         batch_size: int = 32,
         workers: int = 0,
         progress: ProgressCallback | None = None,
-        fetcher: Fetcher | None = None,
+        fetcher: Callable[[], Fetcher] | None = None,
         fetch_concurrency: int = 16,
     ) -> None:
         self.store, self.collection, self.config = store, collection, config
@@ -201,7 +201,11 @@ class Ingestor:
         for c in source.iter_candidates():
             self.report.scanned += 1
             k = known.get(c.key)
-            if k is not None and k.complete and (k.size_bytes, k.mtime) == (c.size, c.mtime):
+            # local files are redone when their size or mtime changed; remote ones (no size
+            # or mtime known before download) are done once
+            remote = c.size is None and c.mtime is None
+            unchanged = remote or (k is not None and (k.size_bytes, k.mtime) == (c.size, c.mtime))
+            if k is not None and k.complete and unchanged:
                 self.report.skipped += 1
             else:
                 todo.append(c)
@@ -238,7 +242,7 @@ class Ingestor:
             return
         if self.fetcher is None:
             raise ClipatlasError("this source offers remote pictures but no fetcher was given")
-        fetched = self.fetcher.fetch_many(
+        fetched = self.fetcher().fetch_many(
             (c.uri for c in todo), concurrency=self.fetch_concurrency, expect="any"
         )
         for c, (_, outcome) in zip(todo, fetched, strict=True):
