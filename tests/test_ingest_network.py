@@ -126,3 +126,20 @@ def test_naver_results_are_ingested_from_the_command_line_and_not_fetched_twice(
     assert len(items) == 30
     assert all(i.meta["query"] == "고양이" and "<b>" not in i.meta["title"] for i in items)
     assert not any("fake-client-secret" in json.dumps(dict(i.meta)) for i in items)
+
+
+def test_sync_fetches_only_what_is_new_and_stops_paging_at_known_pictures(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    with FakeCivitai(loras=250) as fake:  # several pages of models
+        first = _cli(home, fake.base_url, "sync", "civitai", "--types", "LORA", "-c", "s")
+        pages_first = len(fake.api_requests("/api/v1/models"))
+        fake.reset()
+        second = _cli(home, fake.base_url, "sync", "civitai", "--types", "LORA", "-c", "s")
+        pages_second = len(fake.api_requests("/api/v1/models"))
+        cdn_second = len(fake.api_requests("/images-cdn/"))
+    # up to 4 previews per version (the default) of every listed model
+    assert first["stored"] == first["scanned"] > 700 and first["rejected"] == 0
+    assert second["stored"] == 0 and second["scanned"] == 0 and cdn_second == 0
+    assert 1 <= pages_second < pages_first
