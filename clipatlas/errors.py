@@ -218,8 +218,14 @@ class FetchError(ClipatlasError):
     """One URL could not be fetched. ``url`` is already redacted: it never holds a secret."""
 
     def __init__(
-        self, url: str, reason: Reason, detail: str = "", status: int | None = None
+        self,
+        url: str,
+        reason: Reason,
+        detail: str = "",
+        status: int | None = None,
+        body: str | None = None,
     ) -> None:
         self.url, self.reason, self.detail, self.status = url, Reason(reason), detail, status
+        self.body = body  # the start of an error response's body (scrubbed), for API clients
         shown = f"{self.reason.value} {status}" if status is not None else self.reason.value
         super().__init__(f"{url}: {shown}" + (f" ({detail})" if detail else ""))

@@ -96,6 +96,10 @@ def test_a_url_list_stores_good_pictures_and_records_each_failure_with_its_reaso
             source = atlas.source("urls", path=urls)
             report = atlas.ingest(source)
             items = {i.uri: i for i in atlas.store.get_items(atlas.collection, range(1, 100))}
+            hits = sum(host.hits.values())
+            again = atlas.ingest(atlas.source("urls", path=urls))
+            assert (again.skipped, again.stored, again.rejected) == (6, 0, 0)
+            assert sum(host.hits.values()) == hits, "a second run downloads nothing"
     assert report.stored == 1
     assert dict(report.reasons) == {
         "duplicate": 1, "not_an_image": 1, "http_error": 1, "too_large": 1,

@@ -173,26 +173,29 @@ def test_each_error_code_in_a_body_maps_to_its_typed_error(
 
 
 @pytest.mark.parametrize(
-    ("mode", "error_type", "status"),
+    ("mode", "error_type", "status", "code"),
     [
-        ("SE02", NaverError, 400),
-        ("SE05", NaverError, 404),
-        ("SE99", NaverError, 500),
-        ("auth_scope", NaverAuthError, 401),
+        ("SE02", NaverError, 400, "SE02"),
+        ("SE05", NaverError, 404, "SE05"),
+        ("SE99", NaverError, 500, "SE99"),
+        ("auth_scope", NaverAuthError, 401, "024"),
+        ("daily", NaverQuotaError, 429, "010"),
     ],
 )
-def test_each_error_status_maps_to_its_typed_error(
+def test_each_error_status_maps_to_its_typed_error_with_the_code_from_its_body(
     naver: FakeNaver,
     settings: Settings,
     fetcher: Fetcher,
     mode: str,
     error_type: type[NaverError],
     status: int,
+    code: str,
 ) -> None:
-    naver.fail_next(mode, times=10)  # outlasts the fetcher's retries of 5xx
+    naver.fail_next(mode, times=10)  # outlasts the fetcher's retries of 5xx and 429
     with pytest.raises(error_type) as info:
         list(source(settings, fetcher).iter_candidates())
     assert type(info.value) is error_type and info.value.status == status
+    assert info.value.code == code, "the SE code is read from the error response's body"
 
 
 def test_a_wrong_base_path_is_a_naver_error_not_an_auth_error(

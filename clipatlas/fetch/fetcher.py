@@ -61,6 +61,9 @@ class FetchResult:
     elapsed: float
 
 
+_ERROR_BODY_BYTES = 16 * 1024
+
+
 class _Retry(Exception):
     def __init__(self, error: FetchError, retry_after: float | None = None) -> None:
         self.error, self.retry_after = error, retry_after
@@ -337,6 +340,7 @@ class Fetcher:
     ) -> FetchError | _Retry:
         status = response.status_code
         error = call.fail(url, Reason.HTTP_ERROR, response.reason_phrase, status)
+        error.body = self._error_body(call, response)
         if not is_retryable_status(status):
             return error
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -347,6 +351,23 @@ class Fetcher:
             )
             return call.fail(url, Reason.HTTP_ERROR, detail, status)
         return _Retry(error, retry_after)
+
+    @staticmethod
+    def _error_body(call: _Call, response: httpx.Response) -> str | None:
+        """The first bytes of an error body (APIs explain themselves there: Naver's SE codes,
+        CivitAI's ``{"error": ...}``), scrubbed of secrets. Compressed bodies are not inflated
+        here, so this can never be a decompression bomb."""
+        if response.headers.get("content-encoding", "identity") not in ("", "identity"):
+            return None
+        data = b""
+        try:
+            for chunk in response.iter_raw():
+                data += chunk
+                if len(data) >= _ERROR_BODY_BYTES:
+                    break
+        except (httpx.HTTPError, OSError):
+            return None
+        return scrub(data[:_ERROR_BODY_BYTES].decode("utf-8", "replace"), call.secrets) or None
 
     def _check_expect(self, call: _Call, result: FetchResult) -> Any:
         if call.expect == "image":
