@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from PIL import Image
 
+from tests.local_server import LoopbackServer
+
 __all__ = ["FakeCivitai", "FakeImage", "FakeModel", "FakeVersion", "Recorded"]
 
 ACCOUNT = "xG1nkqKTMzGDvpLrqFT7WA"
@@ -254,7 +256,7 @@ class _Server(ThreadingHTTPServer):
         self.fake = fake
 
 
-class FakeCivitai:
+class FakeCivitai(LoopbackServer):
     """``with FakeCivitai() as fake: fake.base_url`` -> ``http://127.0.0.1:<port>/api/v1``."""
 
     def __init__(
@@ -268,27 +270,13 @@ class FakeCivitai:
         self.faults: defaultdict[str, deque[str]] = defaultdict(deque)
         self._cursors: dict[str, tuple[int, int]] = {}  # token -> (offset, page number)
         self._issued = 0
-        self._server = _Server(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(_Server(self))
 
     # -- lifecycle and test helpers --------------------------------------------------------
 
     @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
     def base_url(self) -> str:
         return f"{self.origin}/api/v1"
-
-    def __enter__(self) -> FakeCivitai:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
     def inject(self, route: str, *faults: str) -> None:
         """Script the next responses of ``route`` (models, model, version, images, cdn)."""

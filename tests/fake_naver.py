@@ -30,6 +30,8 @@ from urllib.parse import parse_qs, quote, unquote_to_bytes, urlsplit
 
 from PIL import Image
 
+from tests.local_server import LoopbackServer
+
 __all__ = ["ERRORS", "FakeNaver", "Recorded", "tiny_jpeg"]
 
 _KST = timezone(timedelta(hours=9))
@@ -267,7 +269,7 @@ class _Server(ThreadingHTTPServer):
         self.state = state
 
 
-class FakeNaver:
+class FakeNaver(LoopbackServer):
     """``with FakeNaver(daily_quota=3) as naver: naver.api_url``."""
 
     def __init__(
@@ -287,14 +289,11 @@ class FakeNaver:
             client_id, client_secret, id_header, secret_header, total,
             dict(totals or {}), daily_quota, burst, errors_as_200,
         )  # fmt: skip
-        self._server = _Server(self.state)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        super().__init__(_Server(self.state))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.origin
 
     @property
     def api_url(self) -> str:
@@ -311,12 +310,3 @@ class FakeNaver:
             raise ValueError(f"unknown error mode {mode!r}")
         with self.state.lock:
             self.state.queued.extend([mode] * times)
-
-    def __enter__(self) -> FakeNaver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
+from tests.local_server import LoopbackServer
+
 __all__ = ["HostileServer", "tiny_png"]
 
 GZIP_BOMB_SIZE = 8 * 1024 * 1024  # decompressed; the wire carries a few kilobytes
@@ -207,37 +209,24 @@ class _Server(ThreadingHTTPServer):
         self.bomb = gzip.compress(b"\0" * GZIP_BOMB_SIZE, compresslevel=9)
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """``with HostileServer() as server: server.url("/img.png")``."""
 
     def __init__(self) -> None:
-        self._server = _Server()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        self._hostile = _Server()
+        super().__init__(self._hostile)
 
     @property
     def hits(self) -> Counter[str]:
-        return self._server.hits
+        return self._hostile.hits
 
     @property
     def state(self) -> Counter[str]:
-        return self._server.state
+        return self._hostile.state
 
     @property
     def png(self) -> bytes:
-        return self._server.png
+        return self._hostile.png
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
