@@ -52,7 +52,9 @@ from clipatlas.store.importing import Match, known_ids, read_vector_file, valida
 from clipatlas.store.sql import SqlStore, sqlite_url
 
 if TYPE_CHECKING:
+    from clipatlas.analysis.clustering.runs import CollectionRuns
     from clipatlas.fetch import Fetcher
+    from clipatlas.store.runs import ClusterRun
 
 __all__ = ["Atlas", "CollectionStats", "ImportReport", "list_collections"]
 
@@ -392,6 +394,54 @@ class Atlas:
         return export_items(
             self.store, self.collection, Path(path).expanduser(), self.media_root, status=status
         )
+
+    # -- clustering --------------------------------------------------------------------------
+
+    def _cluster_runs(self) -> CollectionRuns:
+        from clipatlas.analysis.clustering.runs import CollectionRuns
+
+        return CollectionRuns(self.store, self.collection, self.directory / "runs")
+
+    def cluster(
+        self,
+        method: str = "kmeans",
+        *,
+        k: int | None = None,
+        k_range: tuple[int, int] = (2, 30),
+        eps: float = 0.2,
+        min_samples: int = 5,
+        min_cluster_size: int = 10,
+        pca_dims: int = 50,
+        sample: int = 20_000,
+        seed: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> ClusterRun:
+        """Cluster the searchable items and store the run (:mod:`clipatlas.analysis.clustering`).
+
+        ``method``: "kmeans" (``k`` or automatic K in ``k_range``), "dbscan" (cosine ``eps``,
+        ``min_samples``) or "hdbscan" (``min_cluster_size``, ``min_samples``, on PCA-``pca_dims``
+        vectors of at most ``sample`` items). Returns the stored run with its id.
+        """
+        from clipatlas.analysis.clustering.runner import ClusterParams
+
+        params = ClusterParams(
+            method, k, (int(k_range[0]), int(k_range[1])), eps, min_samples,
+            min_cluster_size, pca_dims, sample, seed,
+        )  # fmt: skip
+        self.collection = self.store.get_collection(self.name)
+        return self._cluster_runs().create(params, progress)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Summaries of this collection's clustering runs, newest first."""
+        return self._cluster_runs().list()
+
+    def run(self, run_id: int) -> ClusterRun:
+        """A stored run (labels, clusters, centroids, metrics); RunNotFoundError if unknown."""
+        return self._cluster_runs().get(run_id)
+
+    def eval_clusters(self, run_id: int, labels: Mapping[Any, Any]) -> dict[str, Any]:
+        """ARI, NMI and purity of a run against ground truth (item id or source key -> label)."""
+        return self._cluster_runs().evaluate(run_id, labels)
 
     # -- information -------------------------------------------------------------------------
 

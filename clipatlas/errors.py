@@ -5,7 +5,9 @@ the fields a caller needs to report it (the item, the reason) rather than only a
 
     ClipatlasError
     ├── ConfigError                     bad setting or argument
-    │   └── UnknownPluginError          no source/embedder/store registered under that name
+    │   ├── UnknownPluginError          no source/embedder/store registered under that name
+    │   ├── ClusterParameterError       bad clustering or evaluation argument (name, value)
+    │   └── GroundTruthError            a labels file or mapping for eval-clusters is unusable
     ├── ImageError                      one picture could not be used (path, reason, detail)
     │   └── ImageDecodeError            sniffing/decoding/validation rejected the bytes
     ├── EmbedderError                   model could not be loaded or used
@@ -16,14 +18,20 @@ the fields a caller needs to report it (the item, the reason) rather than only a
     │   ├── EmbedderMismatchError       vectors of another embedder offered to a collection
     │   ├── SchemaVersionError          database written by a newer clipatlas
     │   ├── MediaWriteError             thumbnails/originals could not be written (disk full, ...)
-    │   └── EmbeddingImportError        bring-your-own vectors failed validation
+    │   ├── EmbeddingImportError        bring-your-own vectors failed validation
+    │   ├── MixedEmbeddersError         a collection holds vectors of several embedders
+    │   └── RunNotFoundError            no clustering run by that id in the collection
     ├── SourceError                     a source could not list its items
     │   ├── PathOutsideRootError        a symlink or path escapes the ingest root
     │   ├── CivitaiError                CivitAI API refused or garbled a listing (detail, status)
     │   └── NaverError                  Naver Search API refused a request (code, status, detail)
     │       ├── NaverQuotaError         quota used up (scope: "daily" or "per_second")
     │       └── NaverAuthError          credentials missing, unknown or lacking the Search scope
-    └── FetchError                      one URL could not be fetched (url, reason, detail, status)
+    ├── FetchError                      one URL could not be fetched (url, reason, detail, status)
+    └── ClusteringError                 a collection cannot be clustered as asked
+        ├── EmptyCollectionError        no searchable vectors to cluster
+        ├── TooFewItemsError            fewer items than K or than the minimum cluster size
+        └── TooManyItemsError           too many items for a method (DBSCAN: use HDBSCAN)
 
 Per-item problems during ingestion are not raised to the caller: they are recorded with a
 :class:`Reason` and counted, so one bad file never stops a run.
@@ -36,15 +44,20 @@ from enum import Enum
 __all__ = [
     "CivitaiError",
     "ClipatlasError",
+    "ClusterParameterError",
+    "ClusteringError",
     "CollectionNotFoundError",
     "ConfigError",
     "EmbedderError",
     "EmbedderMismatchError",
     "EmbeddingImportError",
+    "EmptyCollectionError",
     "FetchError",
+    "GroundTruthError",
     "ImageDecodeError",
     "ImageError",
     "MediaWriteError",
+    "MixedEmbeddersError",
     "ModalityNotSupportedError",
     "ModelLoadError",
     "NaverAuthError",
@@ -52,9 +65,12 @@ __all__ = [
     "NaverQuotaError",
     "PathOutsideRootError",
     "Reason",
+    "RunNotFoundError",
     "SchemaVersionError",
     "SourceError",
     "StoreError",
+    "TooFewItemsError",
+    "TooManyItemsError",
     "UnknownPluginError",
 ]
 
@@ -229,3 +245,63 @@ class FetchError(ClipatlasError):
         self.body = body  # the start of an error response's body (scrubbed), for API clients
         shown = f"{self.reason.value} {status}" if status is not None else self.reason.value
         super().__init__(f"{url}: {shown}" + (f" ({detail})" if detail else ""))
+
+
+class ClusterParameterError(ConfigError):
+    """A clustering or evaluation argument is out of range (``name``, ``value``, why)."""
+
+    def __init__(self, name: str, value: object, detail: str) -> None:
+        self.name, self.value, self.detail = name, value, detail
+        super().__init__(f"{name}={value!r}: {detail}")
+
+
+class GroundTruthError(ConfigError):
+    """Ground-truth labels for eval-clusters cannot be used (``source``, why)."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source, self.detail = source, detail
+        super().__init__(f"ground-truth labels {source}: {detail}")
+
+
+class MixedEmbeddersError(StoreError):
+    """The collection's vectors come from more than one embedder; they cannot be compared."""
+
+    def __init__(self, collection: str, embedder_ids: list[str]) -> None:
+        self.collection, self.embedder_ids = collection, embedder_ids
+        super().__init__(
+            f"collection {collection!r} holds vectors of {len(embedder_ids)} embedders "
+            f"({', '.join(embedder_ids)}); re-embed it with one model before clustering"
+        )
+
+
+class RunNotFoundError(StoreError):
+    def __init__(self, collection: str, run_id: int) -> None:
+        self.collection, self.run_id = collection, run_id
+        super().__init__(f"no clustering run {run_id} in collection {collection!r}")
+
+
+class ClusteringError(ClipatlasError):
+    """A collection cannot be clustered as asked."""
+
+
+class EmptyCollectionError(ClusteringError):
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+        super().__init__(f"collection {collection!r} has no items with vectors to cluster")
+
+
+class TooFewItemsError(ClusteringError):
+    """Fewer items than the method needs (``needed`` for ``what``, e.g. "k=20")."""
+
+    def __init__(self, collection: str, items: int, needed: int, what: str) -> None:
+        self.collection, self.items, self.needed, self.what = collection, items, needed, what
+        super().__init__(
+            f"collection {collection!r} has {items} items with vectors; {what} needs at least "
+            f"{needed}"
+        )
+
+
+class TooManyItemsError(ClusteringError):
+    def __init__(self, method: str, items: int, limit: int, hint: str) -> None:
+        self.method, self.items, self.limit = method, items, limit
+        super().__init__(f"{method} is limited to {limit} items, got {items}; {hint}")

@@ -225,6 +225,9 @@ from clipatlas.cli import ingest as _ingest_commands  # noqa: E402  (registers i
 
 _ = _ingest_commands
 
+# registers cluster, runs, eval-clusters
+from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
+
 
 def main() -> None:
     """Entry point: usage errors exit 2 (typer), clipatlas errors exit 1 with one line."""

@@ -27,7 +27,16 @@ from sqlalchemy import (
 
 from clipatlas.errors import SchemaVersionError
 
-__all__ = ["SCHEMA_VERSION", "collections", "embeddings", "ensure_schema", "items", "metadata"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "cluster_runs",
+    "clusters",
+    "collections",
+    "embeddings",
+    "ensure_schema",
+    "items",
+    "metadata",
+]
 
 metadata = MetaData()
 
@@ -98,11 +107,64 @@ embeddings = Table(
 )
 
 
+# Clustering runs (migration 2): one row per run, with the per-item assignment as arrays
+# (item ids int64, labels int32, -1 = noise) and one row per cluster (label -1 = the noise
+# group, without centroid) that later features (names, classify, recommend) read and annotate.
+cluster_runs = Table(
+    "cluster_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "collection_id", Integer, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("method", String(20), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("embedder_id", String(500), nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("n_items", Integer, nullable=False),
+    Column("n_clusters", Integer, nullable=False),
+    Column("n_noise", Integer, nullable=False),
+    Column("collection_version", Integer, nullable=False),  # the item set the run saw
+    Column("item_ids", LargeBinary, nullable=False),  # int64, ordered as labels
+    Column("labels", LargeBinary, nullable=False),  # int32, -1 = noise
+    Column("metrics", JSON, nullable=False),
+    Column("selection", JSON),  # auto-K curves and choice, or null
+    Column("explanation", Text, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_cluster_runs_collection", cluster_runs.c.collection_id, cluster_runs.c.id)
+
+clusters = Table(
+    "clusters",
+    metadata,
+    Column(
+        "run_id",
+        Integer,
+        ForeignKey("cluster_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("label", Integer, primary_key=True, autoincrement=False),  # -1 = noise group
+    Column("size", Integer, nullable=False),
+    Column("medoid_id", Integer),
+    Column("cohesion", Float),
+    Column("separation", Float),
+    Column("centroid", LargeBinary),  # float32, L2-normalised; null for the noise group
+    Column("name", Text),  # set by naming/renaming (later)
+    Column("meta", JSON, nullable=False, default=dict),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[collections, items, embeddings])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+def _migration_2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[cluster_runs, clusters])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

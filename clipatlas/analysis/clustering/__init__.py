@@ -1,0 +1,36 @@
+"""Clustering runs: KMeans with automatic K, DBSCAN (cosine), HDBSCAN (PCA), and evaluation.
+
+Modules, in the order a run uses them:
+
+* ``runner``   -- parameters, one run over a matrix, artefacts (curves) on disk;
+* ``kmeans``   -- spherical KMeans (FAISS or MiniBatch), assignment, automatic K;
+* ``density``  -- DBSCAN on cosine distance, HDBSCAN on PCA vectors with sample + assign;
+* ``summary``  -- centroids, medoids, cohesion, separation, silhouette, Davies-Bouldin;
+* ``evaluate`` -- ARI / NMI / purity against ground-truth labels;
+* ``synthetic`` -- groups with known labels for tests and benchmarks.
+
+Runs are stored by :class:`clipatlas.store.runs.RunStore`; :class:`clipatlas.Atlas` ties it
+together (``cluster``, ``runs``, ``run``, ``eval_clusters``).
+"""
+
+from clipatlas.analysis.clustering.evaluate import read_labels, score_labels
+from clipatlas.analysis.clustering.runner import (
+    METHODS,
+    ClusterParams,
+    cluster_vectors,
+    write_artifacts,
+)
+from clipatlas.store.runs import NOISE, Cluster, ClusterRun, KSelection
+
+__all__ = [
+    "METHODS",
+    "NOISE",
+    "Cluster",
+    "ClusterParams",
+    "ClusterRun",
+    "KSelection",
+    "cluster_vectors",
+    "read_labels",
+    "score_labels",
+    "write_artifacts",
+]
