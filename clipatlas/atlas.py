@@ -53,6 +53,7 @@ from clipatlas.store.sql import SqlStore, sqlite_url
 
 if TYPE_CHECKING:
     from clipatlas.analysis.clustering.runs import CollectionRuns
+    from clipatlas.analysis.run_map import RunMap
     from clipatlas.fetch import Fetcher
     from clipatlas.store.runs import ClusterRun
 
@@ -438,6 +439,21 @@ class Atlas:
     def run(self, run_id: int) -> ClusterRun:
         """A stored run (labels, clusters, centroids, metrics); RunNotFoundError if unknown."""
         return self._cluster_runs().get(run_id)
+
+    def map(
+        self,
+        run_id: int,
+        *,
+        sample: int = 50_000,
+        seed: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> RunMap:
+        """Lay a run out in 2-D (PCA -> UMAP, fitted on ``sample`` items, the rest placed) and
+        write its coordinates, an offline interactive HTML map and a PNG to the run's folder."""
+        from clipatlas.analysis.run_map import draw_run_map  # umap/plotly load only here
+
+        return draw_run_map(self.store, self.collection, self.run(run_id), self.media_root,
+                            sample=sample, seed=seed, progress=progress)  # fmt: skip
 
     def eval_clusters(self, run_id: int, labels: Mapping[Any, Any]) -> dict[str, Any]:
         """ARI, NMI and purity of a run against ground truth (item id or source key -> label)."""

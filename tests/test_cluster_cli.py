@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from clipatlas import Atlas
 from clipatlas.analysis.clustering import read_labels
@@ -41,6 +43,15 @@ def test_cluster_runs_and_eval_clusters_work_from_the_command_line(tmp_path: Pat
     )  # fmt: skip
     assert scores["n"] == len(data.keys) and scores["ari"] >= 0.9
     assert set(scores) >= {"ari", "nmi", "purity", "n"}
+
+    drawn = json.loads(run(home, "map", str(made["id"]), "-c", "cli", "--json").stdout)
+    assert drawn["points"] == len(data.keys)
+    coords = np.load(drawn["coords"])
+    assert coords["coords"].shape == (len(data.keys), 2) and np.isfinite(coords["coords"]).all()
+    html = Path(drawn["html"]).read_text()
+    assert '<script src="http' not in html and "cluster 0" in html
+    with Image.open(drawn["png"]) as png:
+        assert png.format == "PNG" and png.width > 300
 
 
 def test_cluster_cli_errors_are_one_clear_line_with_exit_code_1(tmp_path: Path) -> None:

@@ -110,3 +110,26 @@ def eval_clusters(
         f"purity {scores['purity']:.4f}  over {scores['n']} items"
         + (f" ({scores['unmatched']} labels not in the run)" if scores["unmatched"] else "")
     )
+
+
+@app.command("map")
+def map_(
+    ctx: typer.Context,
+    run_id: Annotated[int, typer.Argument(help="Run id (see `clipatlas runs`).")],
+    collection: Collection = "default",
+    sample: Annotated[int, Opt(help="Items UMAP is fitted on; the rest are placed.")] = 50_000,
+    seed: Annotated[int, Opt(help="Random seed.")] = 0,
+    json_out: Json = False,
+) -> None:
+    """Draw a run's atlas map: coordinates, an offline interactive HTML map and a PNG."""
+    with (
+        Atlas.open(collection, settings=_settings(ctx), create=False) as atlas,
+        progress_bar(not json_out) as progress,
+    ):
+        result = atlas.map(run_id, sample=sample, seed=seed, progress=progress)
+    if json_out:
+        print_json(result.as_dict())
+        return
+    console.print(f"run {result.run_id}: {result.points} points ({result.strategy})")
+    console.print(f"  html: {result.html}")
+    console.print(f"  png:  {result.png}")
