@@ -10,18 +10,17 @@ PostgreSQL hold the same thing.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from clipatlas.errors import StoreError
 from clipatlas.store.base import CollectionInfo
 from clipatlas.store.schema import cluster_runs, clusters, collections, embeddings, items
+from clipatlas.store.sql import transaction
 
 __all__ = ["NOISE", "Cluster", "ClusterRun", "KSelection", "RunStore"]
 
@@ -158,13 +157,8 @@ class RunStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(str(exc)) from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine)
 
     def embedder_ids(self, collection: CollectionInfo) -> list[str]:
         """Distinct embedder ids among the vectors of the collection's stored items."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,19 @@ from clipatlas.errors import (
 from clipatlas.store.base import CollectionInfo, Fingerprint, Item, KnownKey, NewItem
 from clipatlas.store.schema import collections, embeddings, ensure_schema, items
 
-__all__ = ["SqlStore", "sqlite_url"]
+__all__ = ["SqlStore", "sqlite_url", "transaction"]
 
 _MIGRATION_LOCK = 0x636C6970  # "clip": advisory lock id for concurrent PostgreSQL migrations
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction; database errors surface as :class:`StoreError`."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def sqlite_url(path: Path) -> str:
@@ -86,13 +96,8 @@ class SqlStore:
 
     # -- collections -------------------------------------------------------------------------
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(str(exc)) from exc
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine)
 
     @staticmethod
     def _info(row: Any) -> CollectionInfo:
