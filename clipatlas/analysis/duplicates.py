@@ -22,7 +22,7 @@ cosine), so about 16 s and 2 min for 100k. No Python loop runs over pairs of ite
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,37 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.asarray(_POPCOUNT[as_bytes].sum(axis=-1, dtype=np.uint8))
 
 
+def _closest_pairs(
+    n: int,
+    scores_of: Callable[[int, int], np.ndarray],
+    min_score: float,
+    max_neighbours: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i < j) whose score (higher = closer) is >= ``min_score``, in row blocks.
+
+    ``scores_of(start, stop)`` scores rows ``start..stop-1`` against columns ``start..n-1``.
+    Each row keeps at most ``max_neighbours`` of its higher-index neighbours (the closest), so
+    memory stays bounded even with a careless threshold. O(N^2 / 2) comparisons.
+    """
+    rows = max(1, _BLOCK_CELLS // max(n, 1))
+    found_i, found_j, found_s = [], [], []
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        scores = np.asarray(scores_of(start, stop), dtype=np.float32)
+        local = np.arange(stop - start)
+        scores[np.arange(scores.shape[1])[None, :] <= local[:, None]] = -np.inf  # only j > i
+        if scores.shape[1] > max_neighbours:
+            top = np.argpartition(-scores, max_neighbours - 1, axis=1)[:, :max_neighbours]
+        else:
+            top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        values = np.take_along_axis(scores, top, axis=1)
+        r, c = np.nonzero(values >= np.float32(min_score))
+        found_i.append(r + start)
+        found_j.append(top[r, c] + start)
+        found_s.append(values[r, c])
+    return _concat(found_i, np.int64), _concat(found_j, np.int64), _concat(found_s, np.float64)
+
+
 def phash_pairs(
     hashes: np.ndarray, max_distance: int, *, max_neighbours: int = 32
 ) -> tuple[np.ndarray, ...]:
@@ -144,25 +175,12 @@ def phash_pairs(
     if not 0 <= max_distance <= 64:
         raise ConfigError(f"pHash distance must be between 0 and 64, got {max_distance}")
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
-    n = len(hashes)
-    rows = max(1, _BLOCK_CELLS // max(n, 1))
-    found_i, found_j, found_d = [], [], []
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        distance = _popcount(hashes[start:stop, None] ^ hashes[None, start:])
-        local = np.arange(stop - start)
-        distance[np.arange(distance.shape[1])[None, :] <= local[:, None]] = 255  # only j > i
-        close = distance <= max_distance
-        if close.sum(axis=1).max(initial=0) > max_neighbours:  # rare: a careless threshold
-            top = np.argpartition(distance, max_neighbours - 1, axis=1)[:, :max_neighbours]
-            close = np.zeros_like(close)
-            np.put_along_axis(close, top, True, axis=1)
-            close &= distance <= max_distance
-        i, j = np.nonzero(close)
-        found_i.append(i + start)
-        found_j.append(j + start)
-        found_d.append(distance[i, j])
-    return _concat(found_i, np.int64), _concat(found_j, np.int64), _concat(found_d, np.int64)
+
+    def closeness(start: int, stop: int) -> np.ndarray:
+        return -_popcount(hashes[start:stop, None] ^ hashes[None, start:]).astype(np.float32)
+
+    i, j, score = _closest_pairs(len(hashes), closeness, -max_distance, max_neighbours)
+    return i, j, (-score).astype(np.int64)
 
 
 def cosine_pairs(
@@ -175,24 +193,12 @@ def cosine_pairs(
     if not -1.0 <= min_cosine <= 1.0:
         raise ConfigError(f"cosine threshold must be between -1 and 1, got {min_cosine}")
     matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-    n = len(matrix)
-    rows = max(1, _BLOCK_CELLS // max(n, 1))
-    found_i, found_j, found_c = [], [], []
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        sims = matrix[start:stop] @ matrix[start:].T  # columns are items start..n-1
-        local = np.arange(stop - start)
-        sims[np.arange(sims.shape[1])[None, :] <= local[:, None]] = -np.inf  # only j > i
-        if sims.shape[1] > max_neighbours:
-            top = np.argpartition(-sims, max_neighbours - 1, axis=1)[:, :max_neighbours]
-        else:
-            top = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
-        values = np.take_along_axis(sims, top, axis=1)
-        r, c = np.nonzero(values >= np.float32(min_cosine) - np.float32(1e-6))
-        found_i.append(r + start)
-        found_j.append(top[r, c] + start)
-        found_c.append(values[r, c].astype(np.float64))
-    return _concat(found_i, np.int64), _concat(found_j, np.int64), _concat(found_c, np.float64)
+
+    def similarity(start: int, stop: int) -> np.ndarray:
+        block: np.ndarray = matrix[start:stop] @ matrix[start:].T
+        return block
+
+    return _closest_pairs(len(matrix), similarity, min_cosine - 1e-6, max_neighbours)
 
 
 def _concat(parts: Sequence[np.ndarray], dtype: type) -> np.ndarray:
