@@ -459,6 +459,12 @@ class Atlas:
         """ARI, NMI and purity of a run against ground truth (item id or source key -> label)."""
         return self._cluster_runs().evaluate(run_id, labels)
 
+    # -- dataset builder (thin delegates to clipatlas.dataset) --------------------------------
+
+    # -- captions (thin delegates to clipatlas.captions) -------------------------------------
+
+    # -- record matching (thin delegates to clipatlas.matching) ------------------------------
+
     # -- information -------------------------------------------------------------------------
 
     def stats(self) -> CollectionStats:

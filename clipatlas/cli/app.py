@@ -228,6 +228,8 @@ _ = _ingest_commands
 # registers cluster, runs, eval-clusters
 from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
 
+# feature command modules (each registers its commands on import)
+
 
 def main() -> None:
     """Entry point: usage errors exit 2 (typer), clipatlas errors exit 1 with one line."""

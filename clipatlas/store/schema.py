@@ -29,6 +29,7 @@ from clipatlas.errors import SchemaVersionError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "cluster_assignments",
     "cluster_runs",
     "clusters",
     "collections",
@@ -156,6 +157,34 @@ clusters = Table(
 )
 
 
+# Arrivals assigned to a run without refitting (migration 3): one row per (run, item), the
+# nearest cluster (or -1 when the item is farther than that cluster's own members), its cosine
+# and the margin to the runner-up.
+cluster_assignments = Table(
+    "cluster_assignments",
+    metadata,
+    Column(
+        "run_id",
+        Integer,
+        ForeignKey("cluster_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column(
+        "item_id",
+        Integer,
+        ForeignKey("items.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("label", Integer, nullable=False),  # -1 = unknown
+    Column("nearest", Integer, nullable=False),  # the nearest cluster even when unknown
+    Column("cosine", Float, nullable=False),
+    Column("margin", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[collections, items, embeddings])
 
@@ -164,7 +193,45 @@ def _migration_2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[cluster_runs, clusters])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
+def _migration_3(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[cluster_assignments])
+
+
+# Feature tables live beside their feature (same ``metadata``); each migration imports its
+# module so the tables register before they are created.
+def _migration_4(conn: Connection) -> None:
+    from clipatlas.store import caption_tables
+
+    metadata.create_all(conn, tables=caption_tables.TABLES)
+
+
+def _migration_5(conn: Connection) -> None:
+    from clipatlas.store import record_tables
+
+    metadata.create_all(conn, tables=record_tables.TABLES)
+
+
+def _migration_6(conn: Connection) -> None:
+    from clipatlas.store import dataset_tables
+
+    metadata.create_all(conn, tables=dataset_tables.TABLES)
+
+
+def _migration_7(conn: Connection) -> None:
+    from clipatlas.store import job_tables
+
+    metadata.create_all(conn, tables=job_tables.TABLES)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,  # captions (retrieval-augmented captioning)
+    _migration_5,  # records (multimodal record matching)
+    _migration_6,  # dataset builds
+    _migration_7,  # durable jobs
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
