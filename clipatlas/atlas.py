@@ -30,15 +30,15 @@ from clipatlas.analysis.duplicates import (
 )
 from clipatlas.analysis.export import ExportReport, export_items
 from clipatlas.analysis.search import SearchHit, search_vectors
+from clipatlas.atlas_runs import RunsMixin
 from clipatlas.embedders.base import Embedder
 from clipatlas.errors import (
     CollectionNotFoundError,
     ConfigError,
     EmbedderMismatchError,
-    ImageError,
     Reason,
 )
-from clipatlas.images import ImageLimits, decode_image
+from clipatlas.images import ImageLimits
 from clipatlas.index.cache import load_exact_index
 from clipatlas.index.exact import ExactIndex
 from clipatlas.pipeline.decode import DecodeConfig, remove_stale_temp_files
@@ -52,10 +52,7 @@ from clipatlas.store.importing import Match, known_ids, read_vector_file, valida
 from clipatlas.store.sql import SqlStore, sqlite_url
 
 if TYPE_CHECKING:
-    from clipatlas.analysis.clustering.runs import CollectionRuns
-    from clipatlas.analysis.run_map import RunMap
     from clipatlas.fetch import Fetcher
-    from clipatlas.store.runs import ClusterRun
 
 __all__ = ["Atlas", "CollectionStats", "ImportReport", "list_collections"]
 
@@ -93,8 +90,8 @@ class ImportReport:
     embedder_id: str
 
 
-class Atlas:
-    """One collection: ingest, embed, store, search."""
+class Atlas(RunsMixin):
+    """One collection: ingest, embed, store, search, cluster (:class:`RunsMixin`)."""
 
     def __init__(
         self,
@@ -309,24 +306,9 @@ class Atlas:
         self, image: str | os.PathLike[str] | bytes | Image.Image, k: int = 10
     ) -> list[SearchHit]:
         """Items most similar to a picture (a path, raw bytes or a PIL image), best first."""
-        if isinstance(image, Image.Image):
-            picture = image.convert("RGB")
-        else:
-            name = "<bytes>" if isinstance(image, bytes) else str(image)
-            if isinstance(image, bytes):
-                data = image
-            else:
-                try:
-                    data = Path(image).expanduser().read_bytes()
-                except OSError as exc:
-                    raise ImageError(name, Reason.UNREADABLE, exc.strerror or str(exc)) from exc
-            limits = ImageLimits(
-                max_pixels=self.settings.max_pixels,
-                min_side=1,
-                max_bytes=self.settings.max_file_bytes,
-            )
-            picture = decode_image(data, name, limits).image
-        return self._search(self.embedder().embed_images([picture])[0], k)
+        from clipatlas.analysis.probe import picture_from
+
+        return self._search(self.embedder().embed_images([picture_from(self, image)])[0], k)
 
     def search_item(self, item_id: int, k: int = 10) -> list[SearchHit]:
         """Items most similar to a stored item (the item itself excluded)."""
@@ -395,69 +377,6 @@ class Atlas:
         return export_items(
             self.store, self.collection, Path(path).expanduser(), self.media_root, status=status
         )
-
-    # -- clustering --------------------------------------------------------------------------
-
-    def _cluster_runs(self) -> CollectionRuns:
-        from clipatlas.analysis.clustering.runs import CollectionRuns
-
-        return CollectionRuns(self.store, self.collection, self.directory / "runs")
-
-    def cluster(
-        self,
-        method: str = "kmeans",
-        *,
-        k: int | None = None,
-        k_range: tuple[int, int] = (2, 30),
-        eps: float = 0.2,
-        min_samples: int = 5,
-        min_cluster_size: int = 10,
-        pca_dims: int = 50,
-        sample: int = 20_000,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> ClusterRun:
-        """Cluster the searchable items and store the run (:mod:`clipatlas.analysis.clustering`).
-
-        ``method``: "kmeans" (``k`` or automatic K in ``k_range``), "dbscan" (cosine ``eps``,
-        ``min_samples``) or "hdbscan" (``min_cluster_size``, ``min_samples``, on PCA-``pca_dims``
-        vectors of at most ``sample`` items). Returns the stored run with its id.
-        """
-        from clipatlas.analysis.clustering.runner import ClusterParams
-
-        params = ClusterParams(
-            method, k, (int(k_range[0]), int(k_range[1])), eps, min_samples,
-            min_cluster_size, pca_dims, sample, seed,
-        )  # fmt: skip
-        self.collection = self.store.get_collection(self.name)
-        return self._cluster_runs().create(params, progress)
-
-    def runs(self) -> list[dict[str, Any]]:
-        """Summaries of this collection's clustering runs, newest first."""
-        return self._cluster_runs().list()
-
-    def run(self, run_id: int) -> ClusterRun:
-        """A stored run (labels, clusters, centroids, metrics); RunNotFoundError if unknown."""
-        return self._cluster_runs().get(run_id)
-
-    def map(
-        self,
-        run_id: int,
-        *,
-        sample: int = 50_000,
-        seed: int = 0,
-        progress: ProgressCallback | None = None,
-    ) -> RunMap:
-        """Lay a run out in 2-D (PCA -> UMAP, fitted on ``sample`` items, the rest placed) and
-        write its coordinates, an offline interactive HTML map and a PNG to the run's folder."""
-        from clipatlas.analysis.run_map import draw_run_map  # umap/plotly load only here
-
-        return draw_run_map(self.store, self.collection, self.run(run_id), self.media_root,
-                            sample=sample, seed=seed, progress=progress)  # fmt: skip
-
-    def eval_clusters(self, run_id: int, labels: Mapping[Any, Any]) -> dict[str, Any]:
-        """ARI, NMI and purity of a run against ground truth (item id or source key -> label)."""
-        return self._cluster_runs().evaluate(run_id, labels)
 
     # -- dataset builder (thin delegates to clipatlas.dataset) --------------------------------
 

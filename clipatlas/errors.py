@@ -275,9 +275,10 @@ class MixedEmbeddersError(StoreError):
 
 
 class RunNotFoundError(StoreError):
-    def __init__(self, collection: str, run_id: int) -> None:
+    def __init__(self, collection: str, run_id: int | None, hint: str = "") -> None:
         self.collection, self.run_id = collection, run_id
-        super().__init__(f"no clustering run {run_id} in collection {collection!r}")
+        what = "no clustering run" if run_id is None else f"no clustering run {run_id}"
+        super().__init__(f"{what} in collection {collection!r}" + (f": {hint}" if hint else ""))
 
 
 class ClusteringError(ClipatlasError):

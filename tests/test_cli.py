@@ -13,7 +13,9 @@ from tests.corpus import coloured_picture, write_corpus
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
 
-def run(home: Path, *args: str, check: int = 0) -> subprocess.CompletedProcess[str]:
+def run(
+    home: Path, *args: str, check: int = 0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "CLIPATLAS_HOME": str(home),
@@ -22,6 +24,7 @@ def run(home: Path, *args: str, check: int = 0) -> subprocess.CompletedProcess[s
         "CLIPATLAS_BATCH_SIZE": "8",
         "COLUMNS": "120",
         "NO_COLOR": "1",
+        **(env or {}),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "clipatlas", *args],

@@ -166,4 +166,7 @@ def test_a_version_1_database_gains_the_run_tables_when_opened(
     with Atlas.open("small", settings=settings, create=False) as atlas:
         assert atlas.runs() == [] and atlas.cluster("kmeans", k=4).n_clusters == 4
         with atlas.store.engine.connect() as conn:
-            assert conn.execute(text("SELECT version FROM schema_version")).scalar_one() == SCHEMA_VERSION
+            assert (
+                conn.execute(text("SELECT version FROM schema_version")).scalar_one()
+                == SCHEMA_VERSION
+            )

@@ -228,6 +228,9 @@ _ = _ingest_commands
 # registers cluster, runs, eval-clusters
 from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
 
+# registers classify, recommend, name-clusters, rename-cluster, assign
+from clipatlas.cli import style as _style_commands  # noqa: E402, F401
+
 # feature command modules (each registers its commands on import)
 
 

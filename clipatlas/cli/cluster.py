@@ -33,6 +33,7 @@ def cluster(
     pca_dims: Annotated[int, Opt(help="HDBSCAN PCA dimensions.")] = 50,
     sample: Annotated[int, Opt(help="Items used for automatic K / HDBSCAN fitting.")] = 20_000,
     seed: Annotated[int, Opt(help="Random seed.")] = 0,
+    name: Annotated[bool, Opt(help="Name the clusters (style words and tags).")] = True,
     json_out: Json = False,
 ) -> None:
     """Cluster a collection and store the run (KMeans with automatic K, DBSCAN or HDBSCAN)."""
@@ -43,7 +44,7 @@ def cluster(
         run = atlas.cluster(
             method, k=k, k_range=(k_min, k_max), eps=eps, min_samples=min_samples,
             min_cluster_size=min_cluster_size, pca_dims=pca_dims, sample=sample, seed=seed,
-            progress=progress,
+            name=name, progress=progress,
         )  # fmt: skip
     if json_out:
         print_json(run.as_dict())
@@ -54,10 +55,13 @@ def cluster(
         f"silhouette {_fmt(m['silhouette'])}, Davies-Bouldin {_fmt(m['davies_bouldin'])}"
     )
     console.print(run.explanation, markup=False)
-    table = Table("label", "size", "cohesion", "separation", "medoid", box=None, pad_edge=False)
+    table = Table(
+        "label", "name", "size", "cohesion", "separation", "medoid", box=None, pad_edge=False
+    )
     for c in run.clusters:
         table.add_row(
             "noise" if c.label < 0 else str(c.label),
+            c.name or "-",
             str(c.size),
             _fmt(c.cohesion),
             _fmt(c.separation),

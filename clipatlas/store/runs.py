@@ -38,6 +38,10 @@ class Cluster:
     separation: float | None  # cosine to the nearest other centroid (lower = better separated)
     centroid: np.ndarray | None
     name: str | None = None
+    # calibration and naming: "cos_threshold" (members' low-percentile cosine to the centroid),
+    # "representatives" (item ids nearest the centroid), "terms"/"tags" (naming evidence),
+    # "named_by" ("auto" or "user")
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,11 @@ class Cluster:
             "cohesion": self.cohesion,
             "separation": self.separation,
             "name": self.name,
+            "cos_threshold": self.meta.get("cos_threshold"),
+            "representatives": self.meta.get("representatives", []),
+            "terms": self.meta.get("terms", []),
+            "tags": self.meta.get("tags", []),
+            "named_by": self.meta.get("named_by"),
         }
 
 
@@ -213,7 +222,7 @@ class RunStore:
                     "separation": c.separation,
                     "centroid": None if c.centroid is None else _blob(c.centroid, "float32"),
                     "name": c.name,
-                    "meta": {},
+                    "meta": c.meta,
                 }
                 for c in run.clusters
             ]
@@ -279,6 +288,7 @@ class RunStore:
                 separation=c.separation,
                 centroid=None if c.centroid is None else _array(c.centroid, "float32"),
                 name=c.name,
+                meta=dict(c.meta or {}),
             )
             for c in crow
         ]

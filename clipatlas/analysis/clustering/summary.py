@@ -4,6 +4,11 @@
 * medoid: the real member with the highest cosine to the centroid (the representative);
 * cohesion: mean cosine of the members to their centroid (1 = tight);
 * separation: cosine between the centroid and the nearest other centroid (lower = apart);
+* ``meta["cos_threshold"]``: the cosine to the centroid that 95% of the members reach (all
+  of them below 20 members), each member measured against the centroid of the others;
+  farther than that, a new item is "unknown" to the cluster
+  (:mod:`clipatlas.analysis.clustering.classify`); ``meta["representatives"]``: up to
+  :data:`REPRESENTATIVES` member ids nearest the centroid, best first;
 * global: silhouette (cosine, on a sample, noise excluded) and Davies-Bouldin (noise excluded).
 
 The noise group (label -1) is reported as its own :class:`Cluster` with a size only.
@@ -18,7 +23,37 @@ import numpy as np
 from clipatlas.analysis.clustering.kmeans import davies_bouldin, normalise, silhouette
 from clipatlas.store.runs import NOISE, Cluster
 
-__all__ = ["describe", "relabel_by_size"]
+__all__ = [
+    "MEMBER_PERCENTILE",
+    "REPRESENTATIVES",
+    "describe",
+    "member_threshold",
+    "relabel_by_size",
+]
+
+MEMBER_PERCENTILE = 95.0  # share of members inside the "known" radius of a cluster
+REPRESENTATIVES = 8
+
+
+def held_out_cosines(members: np.ndarray) -> np.ndarray:
+    """Each member's cosine to the centroid of the *other* members (leave-one-out), so the
+    radius is not flattered by members pulling the centroid towards themselves; a single
+    member gets its cosine to itself (1)."""
+    members = np.asarray(members, dtype=np.float32)
+    if len(members) < 2:
+        return np.ones(len(members), np.float32)
+    others = members.sum(axis=0, keepdims=True) - members
+    norms = np.linalg.norm(others, axis=1)
+    norms[norms == 0] = 1.0
+    return np.asarray(np.einsum("ij,ij->i", members, others) / norms, dtype=np.float32)
+
+
+def member_threshold(cos: np.ndarray, percentile: float = MEMBER_PERCENTILE) -> float:
+    """The cosine to the centroid that ``percentile`` % of the members reach (the farthest
+    member's below 20 members, where a percentile is not yet meaningful)."""
+    if len(cos) < 20:
+        return float(cos.min())
+    return float(np.percentile(cos, 100.0 - percentile))
 
 
 def relabel_by_size(labels: np.ndarray) -> np.ndarray:
@@ -50,6 +85,7 @@ def describe(
     for row, label in enumerate(found):
         members = np.flatnonzero(labels == label)
         cos = matrix[members] @ centroids[row]
+        nearest = np.argsort(-cos, kind="stable")[:REPRESENTATIVES]
         clusters.append(
             Cluster(
                 label=label,
@@ -58,6 +94,10 @@ def describe(
                 cohesion=round(float(cos.mean()), 6),
                 separation=round(float(between[row].max()), 6) if len(found) > 1 else None,
                 centroid=centroids[row],
+                meta={
+                    "cos_threshold": round(member_threshold(held_out_cosines(matrix[members])), 6),
+                    "representatives": [int(ids[members[i]]) for i in nearest],
+                },
             )
         )
     noise = int(np.count_nonzero(labels == NOISE))
