@@ -197,9 +197,14 @@ class Atlas(RunsMixin):
         source: str | os.PathLike[str] | Source,
         *,
         embed: bool = True,
+        assign: bool = True,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
-        """Ingest a folder (a path) or any :class:`Source`; returns counts per outcome."""
+        """Ingest a folder (a path) or any :class:`Source`; returns counts per outcome.
+
+        With ``assign``, new vectors are placed on the newest clustering run at once (see
+        :meth:`assign_new`; ``report.arrivals`` holds the result and the re-cluster advice).
+        """
         if not isinstance(source, Source):
             source = self.source("folder", root=source)
         embedder = None
@@ -230,7 +235,10 @@ class Atlas(RunsMixin):
             fetcher=self.fetcher,
             fetch_concurrency=self.settings.fetch_concurrency,
         )
-        return ingestor.run(source)
+        report = ingestor.run(source)
+        if assign and report.embedded and self.runs():
+            report.arrivals = self.assign_new().as_dict()
+        return report
 
     def import_embeddings(
         self,

@@ -101,10 +101,16 @@ def test_clusters_get_distinct_names_and_colour_words_name_their_colour(
 def test_a_renamed_cluster_keeps_its_name_until_forced(colours: tuple[Atlas, ClusterRun]) -> None:
     atlas, run = colours
     label = run.clusters[0].label
-    atlas.rename_cluster(run.id, label, "  Crimson   studio ")
-    assert atlas.run(run.id).clusters[0].name == "Crimson studio"
+    drawn = atlas.map(run.id)
+    before = Path(drawn.coords).read_bytes()
+    done = atlas.rename_cluster(run.id, label, "  Crimson   studio <b>")
+    assert atlas.run(run.id).clusters[0].name == "Crimson studio <b>"
+    # the map is drawn again with the new name (escaped), on the same stored layout
+    page = Path(done["map"]).read_text(encoding="utf-8")
+    assert "Crimson studio &lt;b&gt;" in page and "Crimson studio <b>" not in page
+    assert Path(drawn.coords).read_bytes() == before
     kept = {n["label"]: n for n in atlas.name_clusters(run.id, vocabulary=list(COLOURS))}
-    assert kept[label]["kept"] and kept[label]["name"] == "Crimson studio"
+    assert kept[label]["kept"] and kept[label]["name"] == "Crimson studio <b>"
     assert atlas.run(run.id).clusters[0].meta["named_by"] == "user"
     atlas.name_clusters(run.id, vocabulary=list(COLOURS), force=True)
     assert atlas.run(run.id).clusters[0].name in COLOURS
@@ -189,18 +195,19 @@ def test_arrivals_are_assigned_without_refit_and_a_new_style_advises_reclusterin
     atlas, run = colours
     labels = label_of_colour(atlas, run)
     write_group(tmp_path / "more", "green", COLOURS["green"], 20, 50)
-    atlas.ingest(tmp_path / "more")
+    report = atlas.ingest(tmp_path / "more", assign=False)
+    assert report.arrivals is None
     first = atlas.assign_new()
     # by construction about 5% of same-style arrivals fall outside the 95% radius
     assert first.assigned == 20 and first.unknown <= 3
     assert set(first.per_cluster) <= {labels["green"], -1} and not first.advise_recluster
-    placed = atlas.store.engine  # rows are stored: a second call has nothing left to do
-    assert placed is not None and atlas.assign_new().assigned == 0
+    assert atlas.assign_new().assigned == 0  # stored: nothing is placed twice
 
     write_group(tmp_path / "new-style", "magenta", MAGENTA, 25, 60)
-    atlas.ingest(tmp_path / "new-style")
+    arrivals = atlas.ingest(tmp_path / "new-style").arrivals  # placed by the ingest itself
+    assert arrivals is not None and arrivals["assigned"] == 25
     second = atlas.assign_new(run.id)
-    assert second.assigned == 25 and second.unknown == first.unknown + 25 and second.total == 45
+    assert second.assigned == 0 and second.unknown == first.unknown + 25 and second.total == 45
     assert second.advise_recluster and "re-clustering advised" in second.advice
     assert atlas.run(run.id).n_clusters == 4  # the run itself is unchanged
 
@@ -256,8 +263,36 @@ def test_the_style_commands_work_from_the_command_line(tmp_path: Path) -> None:
     renamed = json.loads(
         run_cli(home, "rename-cluster", str(red), "Scarlet", "-c", "cli", "--json").stdout
     )
-    assert renamed == {"run": made.id, "label": red, "name": "Scarlet"}
+    assert renamed == {"run": made.id, "label": red, "name": "Scarlet", "map": None}
     assigned = json.loads(run_cli(home, "assign", "-c", "cli", "--json").stdout)
     assert assigned["assigned"] == 0 and assigned["advise_recluster"] is False
+    write_group(tmp_path / "new", "magenta", MAGENTA, 24, 9)
+    text = run_cli(home, "ingest", str(tmp_path / "new"), "-c", "cli").stdout
+    assert "re-clustering advised: 100% of the 24 items" in text
     failed = run_cli(home, "classify", "-c", "cli", "--run", "77", str(tmp_path / "q.png"), check=1)
     assert "no clustering run 77" in failed.stderr
+
+
+def test_naming_and_recommend_run_through_a_real_clip_text_tower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hf: loading path (a tiny random-weight CLIP saved by the test): names come from the
+    default vocabulary through the real tokenizer and text tower, recommend ranks clusters."""
+    from tests.tiny_models import build_tiny_hf_clip
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model_dir = build_tiny_hf_clip(tmp_path / "tiny-clip")
+    settings = Settings(
+        home=tmp_path / "home", model=f"hf:{model_dir}", workers=-1, batch_size=8,
+        database_url=None, device="cpu", precision="fp32",
+    )  # fmt: skip
+    for seed, (colour, rgb) in enumerate(COLOURS.items()):
+        write_group(tmp_path / "p", colour, rgb, 8, seed)
+    with Atlas.open("tiny", settings=settings) as atlas:
+        atlas.ingest(tmp_path / "p")
+        run = atlas.cluster("kmeans", k=3)
+        named = [c for c in run.clusters if c.label >= 0]
+        assert len({c.name for c in named}) == 3
+        assert all(c.meta["zero_shot"] and len(c.meta["terms"]) == 5 for c in named)
+        found = atlas.recommend("an oil painting", top=3)
+        assert sorted(c["label"] for c in found["clusters"]) == [0, 1, 2]

@@ -6,6 +6,7 @@ the stored layout), ``map.html`` (offline, thumbnails and provenance on hover) a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,7 +22,7 @@ from clipatlas.store.base import CollectionInfo
 from clipatlas.store.runs import ClusterRun
 from clipatlas.store.sql import SqlStore
 
-__all__ = ["HOVER_FIELDS", "RunMap", "draw_run_map"]
+__all__ = ["HOVER_FIELDS", "RunMap", "draw_run_map", "redraw_run_map"]
 
 # provenance shown on hover when an item has it (CivitAI, Naver, URL lists, folders)
 HOVER_FIELDS = ("model_name", "model_type", "base_model", "creator", "tags", "title", "query")
@@ -71,24 +72,65 @@ def draw_run_map(
     labels = run.labels[keep]
     vectors = matrix[[row_of[int(i)] for i in item_ids]]
     placed = layout(vectors, sample=sample, seed=seed, progress=progress)
-    items = {it.id: it for it in store.get_items(collection, [int(i) for i in item_ids])}
-    names = {c.label: c.name or ("noise" if c.label < 0 else f"cluster {c.label}")
-             for c in run.clusters}  # fmt: skip
-    hover = [_hover(items[int(i)]) for i in item_ids]
-    thumb_paths = [items[int(i)].thumb_path for i in item_ids]
-    thumbs = [str(media_root / t) if t else None for t in thumb_paths]
     folder = Path(run.directory)
     folder.mkdir(parents=True, exist_ok=True)
 
     def save_coords(fh: BinaryIO) -> None:
-        np.savez(fh, item_ids=item_ids, coords=placed.coords)
+        np.savez(fh, item_ids=item_ids, labels=labels, coords=placed.coords)
 
     write_atomic(folder / "map_coords.npz", save_coords)
-    title = f"{collection.name}: run {run.id} ({run.method}, {run.n_clusters} clusters)"
-    html = render_html(folder / "map.html", placed.coords, labels=labels, names=names,
-                       hover=hover, thumbnails=thumbs, title=title)  # fmt: skip
-    render_png(folder / "map.png", placed.coords, labels=labels, names=names, title=title)
+    html, png = _render(store, collection, run, media_root, item_ids, labels, placed.coords)
     return RunMap(
-        run_id=run.id, points=len(item_ids), html=str(html.path), png=str(folder / "map.png"),
+        run_id=run.id, points=len(item_ids), html=html, png=png,
         coords=str(folder / "map_coords.npz"), strategy=placed.strategy, seconds=placed.seconds,
     )  # fmt: skip
+
+
+def redraw_run_map(
+    store: SqlStore, collection: CollectionInfo, run: ClusterRun, media_root: Path
+) -> RunMap | None:
+    """Render a run's HTML and PNG again from its stored layout (e.g. after a rename), without
+    a new layout; None when the run has no map yet."""
+    if run.directory is None or not (Path(run.directory) / "map_coords.npz").is_file():
+        return None
+    started = time.perf_counter()
+    with np.load(Path(run.directory) / "map_coords.npz") as stored:
+        item_ids, coords = stored["item_ids"], stored["coords"]
+        if "labels" in stored:
+            labels = stored["labels"]
+        else:  # a layout saved before labels were stored with it
+            label_of = run.label_of()
+            labels = np.asarray([label_of.get(int(i), -1) for i in item_ids], np.int32)
+    html, png = _render(store, collection, run, media_root, item_ids, labels, coords)
+    return RunMap(
+        run_id=run.id, points=len(item_ids), html=html, png=png,
+        coords=str(Path(run.directory) / "map_coords.npz"), strategy="stored layout",
+        seconds={"render": round(time.perf_counter() - started, 3)},
+    )  # fmt: skip
+
+
+def _render(
+    store: SqlStore,
+    collection: CollectionInfo,
+    run: ClusterRun,
+    media_root: Path,
+    item_ids: np.ndarray,
+    labels: np.ndarray,
+    coords: np.ndarray,
+) -> tuple[str, str]:
+    """Write ``map.html`` and ``map.png`` with the run's current cluster names."""
+    assert run.directory is not None
+    folder = Path(run.directory)
+    items = {it.id: it for it in store.get_items(collection, [int(i) for i in item_ids])}
+    names = {c.label: c.name or ("noise" if c.label < 0 else f"cluster {c.label}")
+             for c in run.clusters}  # fmt: skip
+    shown = [k for k, i in enumerate(item_ids) if int(i) in items]  # items deleted since: gone
+    item_ids, labels, coords = item_ids[shown], labels[shown], coords[shown]
+    hover = [_hover(items[int(i)]) for i in item_ids]
+    thumb_paths = [items[int(i)].thumb_path for i in item_ids]
+    thumbs = [str(media_root / t) if t else None for t in thumb_paths]
+    title = f"{collection.name}: run {run.id} ({run.method}, {run.n_clusters} clusters)"
+    html = render_html(folder / "map.html", coords, labels=labels, names=names,
+                       hover=hover, thumbnails=thumbs, title=title)  # fmt: skip
+    render_png(folder / "map.png", coords, labels=labels, names=names, title=title)
+    return str(html.path), str(folder / "map.png")

@@ -115,6 +115,7 @@ def cluster_names(
             notes.set_cluster(run.id, n.label, name=n.name, meta={**evidence, "named_by": "auto"})
         name = current[n.label].name if kept else n.name
         out.append({"label": n.label, "name": name, "kept": kept, **evidence})
+    _redraw(atlas, run.id)
     return out
 
 
@@ -130,7 +131,15 @@ def rename_cluster(atlas: Atlas, run: ClusterRun, label: int, name: str) -> dict
     ):
         real = sorted(c.label for c in run.clusters if c.label != NOISE)
         raise ClusterParameterError("label", label, f"run {run.id} has clusters {real}")
-    return {"run": run.id, "label": label, "name": name}
+    return {"run": run.id, "label": label, "name": name, "map": _redraw(atlas, run.id)}
+
+
+def _redraw(atlas: Atlas, run_id: int) -> str | None:
+    """Re-render a run's map with its current names (the HTML path), if it has a map."""
+    from clipatlas.analysis.run_map import redraw_run_map  # plotly/matplotlib load only here
+
+    drawn = redraw_run_map(atlas.store, atlas.collection, atlas.run(run_id), atlas.media_root)
+    return None if drawn is None else drawn.html
 
 
 def _items_brief(

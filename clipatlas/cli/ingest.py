@@ -37,6 +37,8 @@ def _print_report(collection: str, report: IngestReport, target: str, json_out: 
         console.print(f"  {reason}: {n}")
     if report.outside_root:
         console.print(f"  skipped {report.outside_root} links pointing outside {target}")
+    if report.arrivals:
+        console.print(f"  {report.arrivals['advice']}", markup=False)
 
 
 def _run(

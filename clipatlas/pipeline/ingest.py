@@ -57,6 +57,9 @@ class IngestReport:
     reasons: Counter[str] = field(default_factory=Counter)
     outside_root: int = 0
     seconds: float = 0.0
+    # the newest clustering run's view of the new items (clipatlas.analysis.style.ArrivalReport
+    # as a dict), when the collection has runs
+    arrivals: dict[str, object] | None = None
 
     @property
     def processed(self) -> int:
@@ -72,6 +75,7 @@ class IngestReport:
             "reasons": dict(sorted(self.reasons.items())),
             "outside_root": self.outside_root,
             "seconds": round(self.seconds, 3),
+            "arrivals": self.arrivals,
         }
 
 

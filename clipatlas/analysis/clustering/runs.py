@@ -75,8 +75,8 @@ class CollectionRuns:
         run = self.runs.get(self.collection, run_id)
         if run is None:
             raise RunNotFoundError(self.collection.name, run_id)
-        folder = self.directory / str(run_id)
-        return replace(run, directory=str(folder) if folder.is_dir() else None)
+        # the run's folder (curves, map) is created by whatever writes there first
+        return replace(run, directory=str(self.directory / str(run_id)))
 
     def evaluate(self, run_id: int, labels: Mapping[str | int, Any]) -> dict[str, Any]:
         """ARI/NMI/purity of run ``run_id`` against ``labels`` (item id or source key -> label).
