@@ -387,6 +387,29 @@ class Atlas(RunsMixin):
         )
 
     # -- dataset builder (thin delegates to clipatlas.dataset) --------------------------------
+    if TYPE_CHECKING:
+        from clipatlas.dataset import DatasetBuild, StopHook
+
+    def build_dataset(
+        self,
+        query: str,
+        out: str | os.PathLike[str],
+        *,
+        source: str = "naver",
+        limit: int = 100,
+        source_options: Mapping[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        should_stop: StopHook | None = None,
+        **stages: Any,
+    ) -> DatasetBuild:
+        """Build (or resume) a clean dataset of ``query`` in ``out``: see
+        :mod:`clipatlas.dataset`. ``stages``: ``quality``/``meaning``/``export`` configs,
+        ``oversample``."""
+        from clipatlas.dataset import BuildRequest, build_dataset
+
+        request = BuildRequest(query, Path(out), source, limit, dict(source_options or {}),
+                               **stages)  # fmt: skip
+        return build_dataset(self, request, progress=progress, should_stop=should_stop)
 
     # -- captions (thin delegates to clipatlas.captions) -------------------------------------
 

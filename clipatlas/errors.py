@@ -306,3 +306,60 @@ class TooManyItemsError(ClusteringError):
     def __init__(self, method: str, items: int, limit: int, hint: str) -> None:
         self.method, self.items, self.limit = method, items, limit
         super().__init__(f"{method} is limited to {limit} items, got {items}; {hint}")
+
+
+# -- dataset builder --------------------------------------------------------------------------
+#   ClipatlasError
+#   └── DatasetError                    a dataset build cannot go on (nothing half-written)
+#       ├── DatasetOutputError          the output folder cannot be written (path, detail)
+#       │   └── DatasetExistsError      the output folder exists and is not empty
+#       ├── NoCandidatesError           the source offered no candidates (query, source)
+#       ├── EmptyDatasetError           every candidate was dropped (reasons counted)
+#       └── BuildCancelledError         the build was stopped through its cancel hook
+
+__all__ += [
+    "BuildCancelledError",
+    "DatasetError",
+    "DatasetExistsError",
+    "DatasetOutputError",
+    "EmptyDatasetError",
+    "NoCandidatesError",
+]
+
+
+class DatasetError(ClipatlasError):
+    """A dataset build cannot go on; its output folder is left as it was."""
+
+
+class DatasetOutputError(DatasetError):
+    def __init__(self, path: str, detail: str) -> None:
+        self.path, self.detail = path, detail
+        super().__init__(f"cannot write the dataset to {path}: {detail}")
+
+
+class DatasetExistsError(DatasetOutputError):
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "the folder exists and is not empty (use --overwrite to replace it)")
+
+
+class NoCandidatesError(DatasetError):
+    def __init__(self, query: str, source: str) -> None:
+        self.query, self.source = query, source
+        super().__init__(f"{source} offered no pictures for {query!r}; nothing was written")
+
+
+class EmptyDatasetError(DatasetError):
+    """Every candidate was dropped; ``reasons`` counts why (reason -> candidates)."""
+
+    def __init__(self, query: str, reasons: dict[str, int]) -> None:
+        self.query, self.reasons = query, dict(reasons)
+        shown = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items())) or "no candidates"
+        super().__init__(f"no picture for {query!r} passed the filters ({shown}); nothing written")
+
+
+class BuildCancelledError(DatasetError):
+    def __init__(self, build_id: int, stage: str) -> None:
+        self.build_id, self.stage = build_id, stage
+        super().__init__(
+            f"dataset build {build_id} cancelled during {stage}; run it again to resume"
+        )

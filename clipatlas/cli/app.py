@@ -221,17 +221,13 @@ def export(
         console.print(f"wrote {report.rows} items to {report.path} ({report.format})", markup=False)
 
 
-from clipatlas.cli import ingest as _ingest_commands  # noqa: E402  (registers ingest, sync)
-
-_ = _ingest_commands
-
-# registers cluster, runs, eval-clusters
-from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
-
-# registers classify, recommend, name-clusters, rename-cluster, assign
-from clipatlas.cli import style as _style_commands  # noqa: E402, F401
-
-# feature command modules (each registers its commands on import)
+# command modules: each registers its commands on import
+from clipatlas.cli import (  # noqa: E402, F401
+    cluster,
+    dataset,
+    ingest,
+    style,
+)
 
 
 def main() -> None:
