@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from clipatlas.errors import ConfigError
 from clipatlas.store.base import Item
@@ -251,6 +249,9 @@ def find_duplicate_groups(
     report = DuplicateReport(phash_distance, cosine, n, pairs)
     if not len(a):
         return report
+    from scipy.sparse import coo_matrix  # scipy loads when groups are built, not with the CLI
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     _, label = connected_components(graph, directed=False)
     area = np.asarray([(it.width or 0) * (it.height or 0) for it in items], dtype=np.int64)

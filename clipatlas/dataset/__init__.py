@@ -8,10 +8,16 @@ collection's database; ``build`` runs them in order. Entry point: :meth:`clipatl
 build_dataset` or :func:`build_dataset`.
 """
 
-from clipatlas.dataset.build import DatasetBuild, build_dataset
-from clipatlas.dataset.collect import StopHook
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from clipatlas.dataset.config import BuildRequest, ExportConfig, MeaningConfig, QualityConfig
 from clipatlas.dataset.naming import safe_name, slug
+
+if TYPE_CHECKING:
+    from clipatlas.dataset.build import DatasetBuild, build_dataset
+    from clipatlas.dataset.collect import StopHook
 
 __all__ = [
     "BuildRequest",
@@ -24,3 +30,16 @@ __all__ = [
     "safe_name",
     "slug",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the stages (and scikit-learn behind them) load on first use, not with the CLI
+    if name in ("DatasetBuild", "build_dataset"):
+        from clipatlas.dataset import build
+
+        return getattr(build, name)
+    if name == "StopHook":
+        from clipatlas.dataset.collect import StopHook
+
+        return StopHook
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
