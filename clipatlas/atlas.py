@@ -414,6 +414,42 @@ class Atlas(RunsMixin):
     # -- captions (thin delegates to clipatlas.captions) -------------------------------------
 
     # -- record matching (thin delegates to clipatlas.matching) ------------------------------
+    if TYPE_CHECKING:
+        from clipatlas.matching import (
+            Calibration,
+            RecordImportReport,
+            RecordMatch,
+            RecordMatcher,
+            RecordSpec,
+        )
+
+    def records(self) -> RecordMatcher:
+        """Record import, matching and calibration of this collection (clipatlas.matching)."""
+        from clipatlas.matching import RecordMatcher
+
+        if getattr(self, "_matcher", None) is None:
+            self._matcher: RecordMatcher | None = RecordMatcher(self)
+        assert self._matcher is not None
+        return self._matcher
+
+    def import_records(
+        self, path: str | os.PathLike[str], spec: RecordSpec | None = None, *,
+        replace: bool = False, progress: ProgressCallback | None = None,
+    ) -> RecordImportReport:  # fmt: skip
+        """Import records (.jsonl/.csv): one typed error per bad record, the rest stored."""
+        return self.records().import_records(path, spec, replace=replace, progress=progress)
+
+    def match(self, record: str | Mapping[str, Any], **options: Any) -> list[RecordMatch]:
+        """Stored records matching ``record`` above the threshold, with explanations."""
+        return self.records().match(record, **options)
+
+    def match_batch(self, **options: Any) -> dict[str, list[RecordMatch]]:
+        """Match the records of the latest import (or given keys) against the others."""
+        return self.records().match_batch(**options)
+
+    def calibrate_match(self, pairs: Any, **options: Any) -> Calibration:
+        """Fit fusion weights and threshold on labelled pairs; saved with the collection."""
+        return self.records().calibrate(pairs, **options)
 
     # -- information -------------------------------------------------------------------------
 

@@ -363,3 +363,79 @@ class BuildCancelledError(DatasetError):
         super().__init__(
             f"dataset build {build_id} cancelled during {stage}; run it again to resume"
         )
+
+
+# -- record matching --------------------------------------------------------------------------
+# RecordError (ClipatlasError): one record of an import could not be used (record, reason)
+#   RecordFieldError     a required field is missing or a field does not parse
+#   DuplicateRecordError the id was already seen in this import or is stored already
+#   RecordPhotoError     the record's photo could not be read, fetched or decoded (kept
+#                        without a photo)
+# RecordNotFoundError (StoreError), MatchConfigError (ConfigError), CalibrationError (ConfigError)
+
+__all__ += [
+    "CalibrationError",
+    "DuplicateRecordError",
+    "MatchConfigError",
+    "RecordError",
+    "RecordFieldError",
+    "RecordNotFoundError",
+    "RecordPhotoError",
+]
+
+
+class RecordError(ClipatlasError):
+    """One record could not be imported as given (``record`` id, ``reason`` code, detail)."""
+
+    def __init__(self, record: str, reason: str, detail: str = "", line: int | None = None) -> None:
+        self.record, self.reason, self.detail, self.line = record, reason, detail, line
+        where = f" (line {line})" if line is not None else ""
+        super().__init__(f"record {record!r}{where}: {reason}" + (f": {detail}" if detail else ""))
+
+    def as_dict(self) -> dict[str, object]:
+        return {"record": self.record, "reason": self.reason, "detail": self.detail,
+                "line": self.line}  # fmt: skip
+
+
+class RecordFieldError(RecordError):
+    """A required field is missing (``missing_field``) or a value does not parse
+    (``invalid_field``)."""
+
+
+class DuplicateRecordError(RecordError):
+    """The record id appears earlier in the same import or is stored already."""
+
+    def __init__(self, record: str, detail: str, line: int | None = None) -> None:
+        super().__init__(record, "duplicate_id", detail, line)
+
+
+class RecordPhotoError(RecordError):
+    """The photo of a record failed (``image_reason`` is the ingest :class:`Reason`); the record
+    itself is imported without a photo."""
+
+    def __init__(self, record: str, uri: str, image_reason: str, detail: str = "") -> None:
+        self.uri, self.image_reason = uri, image_reason
+        shown = f"{uri}: {image_reason}" + (f" ({detail})" if detail else "")
+        super().__init__(record, "photo_failed", shown)
+
+
+class RecordNotFoundError(StoreError):
+    def __init__(self, collection: str, record: str) -> None:
+        self.collection, self.record = collection, record
+        super().__init__(f"no record {record!r} in collection {collection!r}")
+
+
+class MatchConfigError(ConfigError):
+    """A matching option is invalid (``name``, why), or stored vectors came from another model."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name, self.detail = name, detail
+        super().__init__(f"matching {name}: {detail}")
+
+
+class CalibrationError(ConfigError):
+    """Labelled pairs cannot calibrate the matcher (``source``, why)."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source, self.detail = source, detail
+        super().__init__(f"cannot calibrate from {source}: {detail}")

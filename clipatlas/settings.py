@@ -84,6 +84,22 @@ class Settings(BaseSettings):
     naver_id_header: str = "X-Naver-Client-Id"
     naver_secret_header: str = "X-Naver-Client-Secret"
 
+    # -- record matching (clipatlas.matching) ----------------------------------------------
+    match_text_model: str = Field(
+        default="sentence-transformers:sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2",
+        description="Text-text model of record matching (multilingual: Korean and English).",
+    )
+    match_category_rule: str = Field(
+        default="penalty",
+        pattern="^(gate|penalty|off)$",
+        description="Records of different categories: gate (never match), penalty, or off.",
+    )
+    match_category_penalty: float = Field(
+        default=3.0, ge=0, description="Log-odds subtracted for different categories (penalty)."
+    )
+    match_time_scale_days: float = Field(default=7.0, gt=0, description="Time closeness scale.")
+    match_place_scale_km: float = Field(default=2.0, gt=0, description="Distance closeness scale.")
+
     def fetch_policy(self) -> FetchPolicy:
         from clipatlas.fetch.policy import FetchPolicy  # httpx loads only when fetching
 

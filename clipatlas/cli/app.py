@@ -222,12 +222,11 @@ def export(
 
 
 # command modules: each registers its commands on import
-from clipatlas.cli import (  # noqa: E402, F401
-    cluster,
-    dataset,
-    ingest,
-    style,
-)
+from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
+from clipatlas.cli import dataset as _dataset_commands  # noqa: E402, F401
+from clipatlas.cli import ingest as _ingest_commands  # noqa: E402, F401
+from clipatlas.cli import match as _match_commands  # noqa: E402, F401
+from clipatlas.cli import style as _style_commands  # noqa: E402, F401
 
 
 def main() -> None:
