@@ -412,6 +412,33 @@ class Atlas(RunsMixin):
         return build_dataset(self, request, progress=progress, should_stop=should_stop)
 
     # -- captions (thin delegates to clipatlas.captions) -------------------------------------
+    if TYPE_CHECKING:
+        from clipatlas.captions import CaptionHit, CaptionImportReport, CaptionRunReport, Captions
+
+    def captions(self) -> Captions:
+        """Retrieval-augmented captioning of this collection (:mod:`clipatlas.captions`)."""
+        from clipatlas.captions import Captions
+
+        if getattr(self, "_captions", None) is None:
+            self._captions: Captions | None = Captions(self)
+        assert self._captions is not None
+        return self._captions
+
+    def import_captions(self, path: str | os.PathLike[str], **options: Any) -> CaptionImportReport:
+        """Import a captioned dataset (Flickr8k folder, JSONL/CSV, saved HF dataset)."""
+        return self.captions().import_captions(path, **options)
+
+    def caption(self, item_ids: list[int] | None = None, **options: Any) -> CaptionRunReport:
+        """Caption stored items (default: all) with the retrieval-augmented prompt; resumable."""
+        return self.captions().caption(item_ids, **options)
+
+    def search_captions(self, text: str, k: int = 10, **options: Any) -> list[CaptionHit]:
+        """Text search fusing CLIP, caption-embedding and keyword ranks (RRF by default)."""
+        return self.captions().search(text, k, **options)
+
+    def caption_eval(self, **options: Any) -> dict[str, Any]:
+        """Caption held-out pictures with and without retrieval; JSON + HTML report."""
+        return self.captions().evaluate(**options)
 
     # -- record matching (thin delegates to clipatlas.matching) ------------------------------
     if TYPE_CHECKING:

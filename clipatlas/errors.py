@@ -439,3 +439,35 @@ class CalibrationError(ConfigError):
     def __init__(self, source: str, detail: str) -> None:
         self.source, self.detail = source, detail
         super().__init__(f"cannot calibrate from {source}: {detail}")
+
+
+# -- captions (retrieval-augmented captioning, clipatlas.captions) ------------------------------
+#
+#   ClipatlasError
+#   └── CaptionError                    captioning problems
+#       ├── CaptionImportError          a captions file/dataset is unusable (source, detail)
+#       └── CaptionBackendError         one item could not be captioned (item, reason, detail)
+
+__all__ += ["CaptionBackendError", "CaptionError", "CaptionImportError"]
+
+
+class CaptionError(ClipatlasError):
+    """Captioning could not be done as asked."""
+
+
+class CaptionImportError(CaptionError):
+    """A captions file or dataset cannot be read (missing columns, bad lines, no captions)."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source, self.detail = source, detail
+        super().__init__(f"cannot import captions from {source}: {detail}")
+
+
+class CaptionBackendError(CaptionError):
+    """One item could not be captioned. ``reason`` is a stable code written to the database:
+    ``unreachable``, ``timeout``, ``http_error``, ``bad_response``, ``empty_output``,
+    ``non_text_output``, ``decode_error``, ``model_error``. ``detail`` never holds a secret."""
+
+    def __init__(self, item: str, reason: str, detail: str = "") -> None:
+        self.item, self.reason, self.detail = item, reason, detail
+        super().__init__(f"{item}: {reason}" + (f" ({detail})" if detail else ""))

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -99,6 +99,31 @@ class Settings(BaseSettings):
     )
     match_time_scale_days: float = Field(default=7.0, gt=0, description="Time closeness scale.")
     match_place_scale_km: float = Field(default=2.0, gt=0, description="Distance closeness scale.")
+
+    # -- captions (clipatlas.captions: retrieval-augmented captioning) -----------------------
+    caption_model: str = Field(
+        default="openai-compatible:llava",
+        description="Caption backend: openai-compatible:<model> or hf:<repo or local path>.",
+    )
+    caption_base_url: str = Field(
+        default="http://127.0.0.1:11434/v1",
+        description="Base URL of the OpenAI-compatible server (Ollama, vLLM, LM Studio, "
+        "llama.cpp server, OpenAI); /chat/completions is appended.",
+    )
+    caption_api_key: SecretStr | None = Field(default=None, repr=False)
+    caption_timeout: float = Field(default=120.0, gt=0, description="Seconds per request.")
+    caption_connect_timeout: float = Field(default=10.0, gt=0)
+    caption_retries: int = Field(default=2, ge=0, description="Retries on 429/5xx/network.")
+    caption_max_tokens: int = Field(default=120, ge=1, le=4096)
+    caption_temperature: float = Field(default=0.2, ge=0, le=2)
+    caption_neighbours: int = Field(default=5, ge=0, le=50)
+    caption_language: str = Field(default="en", pattern="^(en|ko)$")
+    caption_prompt_file: Path | None = Field(
+        default=None, description="A prompt template file replacing the built-in one."
+    )
+    caption_image_side: int = Field(
+        default=768, ge=64, le=4096, description="Longest side of the image sent inline."
+    )
 
     def fetch_policy(self) -> FetchPolicy:
         from clipatlas.fetch.policy import FetchPolicy  # httpx loads only when fetching

@@ -63,13 +63,39 @@ def search(
     ] = None,
     collection: Collection = "default",
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
+    captions: Annotated[
+        bool, typer.Option("--captions", help="TEXT: fuse CLIP, caption and keyword ranks.")
+    ] = False,
+    fusion: Annotated[str, typer.Option(help="With --captions: rrf or weighted.")] = "rrf",
+    weights: Annotated[
+        str | None, typer.Option(help="With --captions: e.g. clip=1,caption=1,keyword=0.5.")
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Search a collection by text, by an example picture, or by a stored item."""
     given = [x is not None for x in (text, image, like)]
     if sum(given) != 1:
         raise typer.BadParameter("give exactly one of TEXT, --image or --like")
+    if captions and text is None:
+        raise typer.BadParameter("--captions searches by TEXT")
     with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+        if captions and text is not None:
+            pairs = [p.partition("=") for p in (weights or "").split(",") if p.strip()]
+            try:
+                w = {name.strip(): float(value) for name, _, value in pairs}
+            except ValueError as exc:
+                raise typer.BadParameter(f"--weights: {exc}") from exc
+            found = atlas.search_captions(text, k=k, weights=w, fusion=fusion)
+            if json_out:
+                print_json([h.as_dict() for h in found])
+                return
+            for rank, h in enumerate(found, 1):
+                where = h.hit.path or h.hit.uri
+                line = f"{rank:>3}  {h.score:.4f}  {h.hit.id:>6}  {h.caption or '-'}  ({where})"
+                console.print(line, markup=False)
+            if not found:
+                console.print("no results")
+            return
         if text is not None:
             hits = atlas.search_text(text, k=k)
         elif image is not None:
@@ -222,6 +248,7 @@ def export(
 
 
 # command modules: each registers its commands on import
+from clipatlas.cli import caption as _caption_commands  # noqa: E402, F401
 from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
 from clipatlas.cli import dataset as _dataset_commands  # noqa: E402, F401
 from clipatlas.cli import ingest as _ingest_commands  # noqa: E402, F401
