@@ -108,8 +108,13 @@ def crops_to_tensor(
     scale, offset = (
         torch.from_numpy(v).to(device)[None, :, None, None] for v in preprocessor.scale_offset()
     )
-    pixels = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2)
-    return pixels.float() * scale - offset
+    pixels = torch.from_numpy(np.ascontiguousarray(crops))
+    if str(device).startswith("cuda"):
+        # uint8 through pinned memory: a quarter of float32's bytes, copied asynchronously
+        pixels = pixels.pin_memory().to(device, non_blocking=True)
+    else:
+        pixels = pixels.to(device)
+    return pixels.permute(0, 3, 1, 2).float() * scale - offset
 
 
 def embed_in_batches(
