@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -199,11 +199,14 @@ class Atlas(RunsMixin):
         embed: bool = True,
         assign: bool = True,
         progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> IngestReport:
         """Ingest a folder (a path) or any :class:`Source`; returns counts per outcome.
 
         With ``assign``, new vectors are placed on the newest clustering run at once (see
         :meth:`assign_new`; ``report.arrivals`` holds the result and the re-cluster advice).
+        ``should_stop`` is asked between items; when it says so the ingest raises
+        :class:`~clipatlas.errors.OperationCancelled` with every finished batch committed.
         """
         if not isinstance(source, Source):
             source = self.source("folder", root=source)
@@ -234,6 +237,7 @@ class Atlas(RunsMixin):
             progress=progress,
             fetcher=self.fetcher,
             fetch_concurrency=self.settings.fetch_concurrency,
+            should_stop=should_stop,
         )
         report = ingestor.run(source)
         if assign and report.embedded and self.runs():

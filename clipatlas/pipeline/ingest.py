@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipatlas.embedders.base import Embedder
-from clipatlas.errors import ClipatlasError, FetchError, Reason
+from clipatlas.errors import ClipatlasError, FetchError, OperationCancelled, Reason
 from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate, rejected
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.sources.base import Candidate, Source
@@ -190,8 +190,11 @@ class Ingestor:
         progress: ProgressCallback | None = None,
         fetcher: Callable[[], Fetcher] | None = None,
         fetch_concurrency: int = 16,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.store, self.collection, self.config = store, collection, config
+        # checked between items; a job's progress callback offers one (clipatlas.jobs)
+        self.should_stop = should_stop or getattr(progress, "should_stop", None)
         self.embedder = embedder
         self.fetcher, self.fetch_concurrency = fetcher, fetch_concurrency
         self.batch_size = batch_size
@@ -203,6 +206,7 @@ class Ingestor:
         known = self.store.known_keys(self.collection, source.name)
         todo: list[Candidate] = []
         for c in source.iter_candidates():
+            self._check_stop()
             self.report.scanned += 1
             k = known.get(c.key)
             # local files are redone when their size or mtime changed; remote ones (no size
@@ -228,6 +232,7 @@ class Ingestor:
             n_ok = 0
             lookahead = 2 * self.batch_size + 8 * max(1, self.workers)
             for decoded in decoder.decode(self._jobs(todo), lookahead):
+                self._check_stop()
                 batch.append(decoded)
                 n_ok += decoded.item.status == "ok"
                 if n_ok >= self.batch_size:
@@ -237,6 +242,11 @@ class Ingestor:
                 self._flush(batch, total)
         self.report.seconds = time.perf_counter() - start
         return self.report
+
+    def _check_stop(self) -> None:
+        """Stop between items when asked; committed batches stay, a rerun does the rest."""
+        if self.should_stop is not None and self.should_stop():
+            raise OperationCancelled("ingest")
 
     def _jobs(self, todo: Sequence[Candidate]) -> Iterator[Job]:
         """Local files go to the decoders as they are; remote ones are downloaded first, many

@@ -1,0 +1,178 @@
+"""In real headless Chromium (Debian's, launched by path): ingest through the UI, search by
+text and by picture, open the atlas and hover a point, cancel a running job, and find the job
+history again after a server restart."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clipatlas.atlas import Atlas
+from clipatlas.jobs import JobContext, JobKind, default_kinds
+from clipatlas.progress import ProgressEvent
+from clipatlas.settings import Settings
+from tests.corpus import coloured_picture
+from tests.web_helpers import write_colour_folder
+from tests.web_live import CHROMIUM, LiveApp
+
+# CI installs chromium and sets CLIPATLAS_REQUIRE_BROWSER=1: there a missing browser fails
+_REQUIRED = bool(os.environ.get("CLIPATLAS_REQUIRE_BROWSER"))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not _REQUIRED and not os.path.exists(CHROMIUM), reason="Debian chromium not installed"
+    ),
+]
+if _REQUIRED:
+    import playwright.sync_api as sync_api
+else:
+    sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _slow(ctx: JobContext) -> dict[str, Any]:
+    for i in range(3000):
+        time.sleep(0.01)
+        ctx.progress(ProgressEvent("count", i + 1, 3000))
+    return {}
+
+
+def _kinds() -> Any:
+    kinds = default_kinds()
+    kinds.add(JobKind("slow", _slow))
+    return kinds
+
+
+def _wait_until(pred: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield p
+    context.close()
+    assert errors == []
+
+
+def test_ingest_through_the_ui_then_search_by_text_and_picture(
+    page: Any, settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "pics"
+    write_colour_folder(folder, per_colour=3)
+    with LiveApp(settings, _kinds()) as live:
+        page.goto(live.url + "/")
+        page.fill("#ingest-form input[name=collection]", "ui")
+        page.select_option("#ingest-form select[name=source]", "folder")
+        page.fill("#ingest-form input[name=root]", str(folder))
+        page.click("#ingest-form button[type=submit]")
+        page.wait_for_url("**/jobs/ui/1")
+        page.locator("#job .status", has_text="done").wait_for(timeout=30_000)
+        assert '"stored": 15' in page.text_content("#job .result")
+        page.goto(live.url + "/c/ui")
+        thumbs = page.locator(".thumbs img")
+        assert thumbs.count() == 15
+        _wait_until(
+            lambda: all(
+                img.evaluate("i => i.complete && i.naturalWidth > 0") for img in thumbs.all()
+            )
+        )
+        page.goto(live.url + "/c/ui/search")
+        page.fill("#text-search input[name=q]", "green")
+        page.click("#text-search button")
+        first = page.locator("#results .thumb").first
+        assert first.get_attribute("title").split(" ", 1)[1].startswith("c1-")
+        before = first.get_attribute("title")
+        buf = io.BytesIO()
+        coloured_picture((230, 220, 30), (40, 40)).save(buf, "PNG")
+        page.set_input_files(
+            "#image-search input[type=file]",
+            {"name": "q.png", "mimeType": "image/png", "buffer": buf.getvalue()},
+        )
+        page.click("#image-search button")
+        _wait_until(
+            lambda: (
+                page.locator("#results .thumb").count() == 15
+                and page.locator("#results .thumb").first.get_attribute("title") != before
+            )
+        )
+        title = page.locator("#results .thumb").first.get_attribute("title")
+        assert title.split(" ", 1)[1].startswith("c3-")
+        page.click("#lang-switch")
+        assert "검색" in page.text_content("h1")
+
+
+def test_open_the_atlas_and_hover_a_point(page: Any, settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "pics"
+    write_colour_folder(folder, per_colour=4)
+    with Atlas.open("maps", settings=settings) as atlas:
+        atlas.ingest(folder)
+        run = atlas.cluster("kmeans", k_range=(3, 6))
+        atlas.map(run.id)
+    with LiveApp(settings, _kinds(), worker=False) as live:
+        page.goto(f"{live.url}/c/maps/runs/{run.id}")
+        assert page.locator("section.cluster").count() == run.n_clusters
+        frame = page.frame_locator("#atlas-map")
+        point = frame.locator(".scatterlayer .trace .points path").first
+        point.wait_for(timeout=30_000)
+        info = frame.locator("#clipatlas-info")
+        assert info.text_content() == "Hover a point."
+        page.locator("#atlas-map").scroll_into_view_if_needed()
+        box = point.bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(x - 15, y - 15)
+        page.mouse.move(x, y, steps=8)
+        _wait_until(lambda: info.text_content() != "Hover a point.")
+        assert "item: #" in info.text_content()  # the item's provenance is shown
+        thumb = frame.locator("#clipatlas-thumb")
+        assert (thumb.get_attribute("src") or "").startswith("data:image/jpeg;base64,")
+
+
+def test_cancel_a_running_job_from_the_jobs_page_and_see_history_after_restart(
+    page: Any, settings: Settings
+) -> None:
+    from clipatlas.jobs import JobBoard
+
+    board = JobBoard(settings, _kinds())
+    job = board.submit("hist", "slow", {})
+    board.close()
+    with LiveApp(settings, _kinds()) as live:
+        page.goto(live.url + "/jobs")
+        row = page.locator('tr[data-key="hist/1"]')
+        row.locator("td.status", has_text="running").wait_for(timeout=10_000)
+        started = time.monotonic()
+        row.locator('button[data-action="cancel"]').click()
+        page.locator('tr[data-key="hist/1"] td.status', has_text="cancelled").wait_for(
+            timeout=5_000
+        )
+        assert time.monotonic() - started < 3.0  # 2 s to stop + up to 1 s until the next poll
+    with LiveApp(settings, _kinds(), worker=False) as live:  # a restarted server
+        page.goto(live.url + "/jobs")
+        row = page.locator('tr[data-key="hist/1"]')
+        assert row.locator("td.status").text_content() == "cancelled"
+        row.locator('button[data-action="resume"]').click()
+        page.locator('tr[data-key="hist/1"] td.status', has_text="queued").wait_for(timeout=5_000)
+        page.goto(f"{live.url}/jobs/hist/{job.id}")
+        logs = page.text_content("ol.logs")
+        assert "cancel requested" in logs and "resumed (was cancelled)" in logs
