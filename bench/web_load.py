@@ -1,0 +1,286 @@
+"""Web app under load: concurrent clients searching and browsing while an ingest job runs.
+
+    .venv/bin/python bench/web_load.py [--items 100000] [--clients 50] [--duration 60]
+        [--think 1.0] [--ingest 400] [--database-url postgresql+psycopg://...]
+
+Set-up (untimed): a collection of ``--items`` synthetic items (random unit vectors stored
+exactly as ingested ones are, one shared thumbnail) bound to the ``fake:<dim>`` embedder, and
+a folder of ``--ingest`` generated JPEGs. Then ``clipatlas serve`` starts in its own process
+(one job worker process) on 127.0.0.1 and two phases run, each with a fresh ingest job of the
+same number of pictures:
+
+1. the ingest job alone: its throughput (pictures/s) without clients;
+2. the ingest job while ``--clients`` clients run for ``--duration`` seconds, each in a loop:
+   wait a random think time (exponential, mean ``--think`` s), then one request chosen like a
+   person browsing: text search (API, 40%), gallery page (25%), item page (15%), thumbnail
+   (15%), collection summary (5%).
+
+Reported: per request type count, p50/p95/p99 latency, errors (non-2xx or transport), the
+"database is locked" lines in the server's log, and the ingest throughput drop. Prints a
+Markdown block for bench/RESULTS.md. Targets (issues 6 and 10): p95 < 300 ms, zero errors,
+zero "database is locked", ingest throughput drop < 20%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clipatlas import Atlas
+from clipatlas.settings import Settings
+from clipatlas.store.base import NewItem
+from tests.corpus import textured_picture
+
+TOKEN = "load-benchmark-token-0123456789"
+WORDS = ("red", "green", "blue", "yellow", "white", "black", "cat", "dog", "sky", "car")
+MIX = (("search", 0.40), ("gallery", 0.25), ("item", 0.15), ("thumb", 0.15), ("summary", 0.05))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_collection(settings: Settings, name: str, n: int, dim: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    with Atlas.open(name, settings=settings) as atlas:
+        atlas.collection = atlas.store.bind_embedder(atlas.collection, f"fake:{dim}", dim)
+        thumbs = atlas.media_root / "thumbs"
+        thumbs.mkdir(parents=True, exist_ok=True)
+        textured_picture(1, (128, 96)).save(thumbs / "shared.jpg", "JPEG", quality=85)
+        for start in range(0, n, 5000):
+            count = min(5000, n - start)
+            vectors = rng.standard_normal((count, dim)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            rows = [
+                NewItem(
+                    source="synthetic",
+                    source_key=f"s{start + i:07d}",
+                    uri=f"synthetic://{start + i}",
+                    sha256=f"{start + i:064x}",
+                    format="JPEG",
+                    thumb_path="thumbs/shared.jpg",
+                    width=640,
+                    height=480,
+                    aspect=640 / 480,
+                    sharpness=200.0,
+                    meta={"tags": [WORDS[(start + i) % 10]]},
+                )
+                for i in range(count)
+            ]
+            atlas.store.write_batch(atlas.collection, rows, vectors)
+        atlas.index()  # warm the on-disk index cache, as a served collection would have
+
+
+def make_pictures(folder: Path, n: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        textured_picture((seed, i), (384, 256)).save(folder / f"p{i:05d}.jpg", "JPEG", quality=85)
+
+
+class Server:
+    def __init__(self, home: Path, port: int, database_url: str | None, dim: int) -> None:
+        env = {
+            **os.environ,
+            "CLIPATLAS_HOME": str(home),
+            "CLIPATLAS_MODEL": f"fake:{dim}",
+            "CLIPATLAS_WEB_TOKEN": TOKEN,
+            "OMP_NUM_THREADS": "1",
+        }
+        if database_url:
+            env["CLIPATLAS_DATABASE_URL"] = database_url
+        self.log = open(home / "server.log", "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clipatlas", "serve", "--port", str(port), "--workers", "1"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/collections", headers=_headers()).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the server did not start: " + self.logs()[-2000:])
+
+    def logs(self) -> str:
+        self.log.flush()
+        return (Path(self.log.name)).read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _headers() -> dict[str, str]:
+    return {"X-Clipatlas-Token": TOKEN}
+
+
+def submit_ingest(url: str, collection: str, folder: Path) -> tuple[int, float]:
+    """Queue an ingest job and wait for it; (pictures stored, seconds from start to done)."""
+    import httpx
+
+    body = {"collection": collection, "kind": "ingest",
+            "params": {"source": "folder", "options": {"root": str(folder)}}}  # fmt: skip
+    job = httpx.post(f"{url}/api/jobs", json=body, headers=_headers(), timeout=30).json()
+    path = f"{url}/api/jobs/{collection}/{job['id']}"
+    while True:
+        state = httpx.get(path, params={"logs": False}, headers=_headers(), timeout=30).json()
+        if state["status"] in ("done", "failed", "cancelled", "interrupted"):
+            break
+        time.sleep(0.25)
+    if state["status"] != "done":
+        raise RuntimeError(f"ingest job ended {state['status']}: {state.get('error')}")
+    seconds = float(state["finished_at"]) - float(state["started_at"])
+    return int(state["result"]["stored"]), seconds
+
+
+async def client(
+    http: Any, rng: random.Random, stop_at: float, think: float, n_items: int, out: list[Any]
+) -> None:
+    kinds, weights = zip(*MIX, strict=True)
+    while time.monotonic() < stop_at:
+        await asyncio.sleep(rng.expovariate(1.0 / think) if think > 0 else 0)
+        kind = rng.choices(kinds, weights)[0]
+        item = rng.randint(1, n_items)
+        path = {
+            "search": f"/api/collections/load/search?q={rng.choice(WORDS)}+cat&k=20",
+            "gallery": f"/c/load?offset={rng.randrange(0, n_items, 48)}",
+            "item": f"/c/load/items/{item}",
+            "thumb": f"/api/collections/load/items/{item}/thumbnail",
+            "summary": "/api/collections/load",
+        }[kind]
+        started = time.perf_counter()
+        try:
+            response = await http.get(path)
+            ok, status = 200 <= response.status_code < 300, response.status_code
+        except Exception as exc:  # transport errors count as errors
+            ok, status = False, type(exc).__name__
+        out.append((kind, time.perf_counter() - started, ok, status))
+
+
+async def load(url: str, clients: int, duration: float, think: float, n_items: int) -> list[Any]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    out: list[Any] = []
+    async with httpx.AsyncClient(base_url=url, headers=_headers(), limits=limits,
+                                 timeout=30) as http:  # fmt: skip
+        stop_at = time.monotonic() + duration
+        await asyncio.gather(*(client(http, random.Random(i), stop_at, think, n_items, out)
+                               for i in range(clients)))  # fmt: skip
+    return out
+
+
+def summary(rows: list[Any]) -> list[tuple[str, int, float, float, float, int]]:
+    table = []
+    for kind in [k for k, _ in MIX] + ["all"]:
+        mine = [r for r in rows if kind in ("all", r[0])]
+        if not mine:
+            continue
+        ms = np.asarray([r[1] for r in mine]) * 1000
+        errors = sum(1 for r in mine if not r[2])
+        table.append((kind, len(mine), *(float(np.percentile(ms, p)) for p in (50, 95, 99)),
+                      errors))  # fmt: skip
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--think", type=float, default=1.0)
+    ap.add_argument("--ingest", type=int, default=400)
+    ap.add_argument("--database-url", default=None)
+    args = ap.parse_args()
+
+    base = Path(tempfile.mkdtemp(prefix="clipatlas-load-"))
+    home = base / "home"
+    settings = Settings(home=home, model=f"fake:{args.dim}", database_url=args.database_url)
+    t0 = time.perf_counter()
+    make_collection(settings, "load", args.items, args.dim)
+    make_pictures(base / "alone", args.ingest, seed=1)
+    make_pictures(base / "loaded", args.ingest, seed=2)
+    setup = time.perf_counter() - t0
+
+    server = Server(home, free_port(), args.database_url, args.dim)
+    try:
+        server.wait()
+        stored_alone, seconds_alone = submit_ingest(server.url, "load", base / "alone")
+        rows: list[Any] = []
+        loop_result: dict[str, Any] = {}
+
+        def run_load() -> None:
+            loop_result["rows"] = asyncio.run(
+                load(server.url, args.clients, args.duration, args.think, args.items)
+            )
+
+        import threading
+
+        thread = threading.Thread(target=run_load)
+        thread.start()
+        time.sleep(min(5.0, args.duration / 4))  # the clients are running when the job starts
+        stored_loaded, seconds_loaded = submit_ingest(server.url, "load", base / "loaded")
+        thread.join()
+        rows = loop_result["rows"]
+        locked = server.logs().lower().count("database is locked")
+    finally:
+        server.stop()
+
+    rate_alone = stored_alone / seconds_alone
+    rate_loaded = stored_loaded / seconds_loaded
+    drop = 1 - rate_loaded / rate_alone
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    table = summary(rows)
+    overall = next(t for t in table if t[0] == "all")
+    print(f"### web_load ({time.strftime('%Y-%m-%d')}, {backend})\n")
+    print(f"`.venv/bin/python bench/web_load.py --items {args.items} --clients {args.clients} "
+          f"--duration {args.duration:g} --think {args.think:g} --ingest {args.ingest}"
+          + (" --database-url ..." if args.database_url else "") + "`  ")  # fmt: skip
+    print(f"{platform.machine()}, {os.cpu_count()} cores; {args.items:,} items x {args.dim}-d "
+          f"(set-up {setup:.0f} s, untimed); clients with exponential think time, mean "
+          f"{args.think:g} s; server: `clipatlas serve`, 1 job worker process\n")  # fmt: skip
+    print("| request | count | p50 ms | p95 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for kind, count, p50, p95, p99, errors in table:
+        print(f"| {kind} | {count} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {errors} |")
+    print()
+    print(f"- ingest alone: {stored_alone} pictures in {seconds_alone:.1f} s "
+          f"({rate_alone:.1f}/s); under load: {stored_loaded} in {seconds_loaded:.1f} s "
+          f"({rate_loaded:.1f}/s): throughput drop {drop:.0%} (target < 20%)")  # fmt: skip
+    print(f'- "database is locked" in the server log: {locked}')
+    verdict = overall[3] < 300 and overall[5] == 0 and locked == 0
+    print(f"- p95 {overall[3]:.0f} ms overall, {overall[5]} errors: target p95 < 300 ms, zero "
+          f"errors, zero locks: {'met' if verdict else 'NOT met'}")  # fmt: skip
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
