@@ -240,6 +240,8 @@ class Atlas(RunsMixin):
             should_stop=should_stop,
         )
         report = ingestor.run(source)
+        if report.stored or report.rejected:
+            self.store.analyze()
         if assign and report.embedded and self.runs():
             report.arrivals = self.assign_new().as_dict()
         return report

@@ -132,3 +132,43 @@ def test_float16_storage_keeps_cosine_scores_close(tmp_path: Path) -> None:
     store.close()
     assert matrix.dtype == np.float32
     assert np.abs(matrix @ vecs.T - vecs @ vecs.T).max() < 2e-3
+
+
+def _open_new(url: str) -> str:
+    SqlStore(url).close()
+    return "ok"
+
+
+def test_processes_creating_the_same_new_sqlite_database_at_once_all_succeed(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    url = sqlite_url(tmp_path / "race" / "clipatlas.db")
+    (tmp_path / "race").mkdir()
+    with ProcessPoolExecutor(4) as pool:
+        assert list(pool.map(_open_new, [url] * 8)) == ["ok"] * 8
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT version FROM schema_version")).scalar_one() == (
+            SCHEMA_VERSION
+        )
+
+
+def test_counts_and_fingerprint_follow_every_write_and_lookups_use_primary_keys(
+    store: SqlStore,
+) -> None:
+    c = store.bind_embedder(store.ensure_collection("c"), "fake:4", 4)
+    vec = l2_normalize(np.eye(4, dtype=np.float32))
+    ids = store.write_batch(c, [_item("a", "1"), _item("b", "2")], vec[:2])
+    first = store.fingerprint(c)
+    assert store.counts(c) == {"ok": 2, "rejected": 0, "vectors": 2} and first.count == 2
+    assert store.fingerprint(c) == first  # unchanged: served from the per-version cache
+    store.write_batch(c, [_item("c", "3"), _item("d", "x", "rejected", "corrupt")], vec[2:3])
+    assert store.counts(c) == {"ok": 3, "rejected": 1, "vectors": 3}
+    store.reject_items(c, [(ids[0], "duplicate", {})])
+    assert store.counts(c) == {"ok": 2, "rejected": 2, "vectors": 2}
+    assert store.fingerprint(c).version > first.version
+    other = store.ensure_collection("other")
+    assert store.get_items(other, ids) == []  # ids of another collection are not returned
+    store.analyze()
+    assert [i.source_key for i in store.get_items(c, [ids[1], ids[0]])] == ["b", "a"]
