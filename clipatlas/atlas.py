@@ -294,10 +294,24 @@ class Atlas(RunsMixin):
     # -- search ------------------------------------------------------------------------------
 
     def index(self) -> ExactIndex:
-        """The exact index over the current vectors (cached on disk by fingerprint)."""
+        """The search index over the current vectors (cached on disk by fingerprint): exact, or
+        from ``settings.ann_threshold`` vectors an ANN index (an ExactIndex subclass whose
+        ``search`` is approximate, ``report`` its measured recall@10)."""
         token = self.store.fingerprint(self.collection).token()
         if self._index is None or token != self._index_token:
-            self._index = load_exact_index(self.store, self.collection, self.cache_dir)
+            from clipatlas.index.ann import AnnConfig
+
+            s = self.settings
+            ann = AnnConfig(
+                threshold=s.ann_threshold,
+                kind=s.ann_kind,
+                hnsw_max=s.ann_hnsw_max,
+                target_recall=s.ann_target_recall,
+                sample=s.ann_recall_sample,
+            )
+            self._index = load_exact_index(
+                self.store, self.collection, self.cache_dir, ann, flat_min=s.index_flat_min
+            )
             self._index_token = token
         return self._index
 

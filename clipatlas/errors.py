@@ -511,3 +511,25 @@ class WebConfigError(ConfigError):
     def __init__(self, detail: str) -> None:
         self.detail = detail
         super().__init__(detail)
+
+
+# -- distributed embedding (clipatlas.distributed, Ray) ---------------------------------------
+#   DistributedError (ClipatlasError)   a Ray run failed on the cluster (address, why)
+#   RayNotInstalledError (ConfigError)  the distributed extra is missing
+
+__all__ += ["DistributedError", "RayNotInstalledError"]
+
+
+class DistributedError(ClipatlasError):
+    """A distributed embedding run failed on the cluster (``address``, why)."""
+
+    def __init__(self, address: str, detail: str) -> None:
+        self.address, self.detail = address, detail
+        super().__init__(f"Ray run on {address}: {detail}")
+
+
+class RayNotInstalledError(ConfigError):
+    """``ray[data]`` is missing: install the ``distributed`` extra."""
+
+    def __init__(self) -> None:
+        super().__init__("Ray is not installed: pip install 'clipatlas[distributed]'")

@@ -125,6 +125,35 @@ class Settings(BaseSettings):
         default=768, ge=64, le=4096, description="Longest side of the image sent inline."
     )
 
+    # -- scale (ANN, Ray, int8) --
+    ann_threshold: int = Field(
+        default=200_000,
+        ge=0,
+        description="Vectors from which search uses an ANN index (built automatically, recall "
+        "measured at build time); 0 = always exact.",
+    )
+    ann_kind: str = Field(
+        default="auto",
+        pattern="^(auto|hnsw|ivf)$",
+        description="ANN index kind; auto = HNSW below `ann_hnsw_max` vectors, IVF from it.",
+    )
+    ann_hnsw_max: int = Field(default=500_000, ge=1)
+    ann_target_recall: float = Field(
+        default=0.95, gt=0, le=1, description="recall@10 the ANN search effort is tuned for."
+    )
+    ann_recall_sample: int = Field(default=200, ge=10, description="Queries to measure recall.")
+    index_flat_min: int = Field(
+        default=50_000,
+        ge=1,
+        description="Vectors from which exact search scans a memory-mapped FAISS flat index "
+        "in the store's dtype (float16) instead of a float32 NumPy matrix.",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster for `embed --ray` (e.g. ray://head:10001 or auto); "
+        "unset = a local Ray instance.",
+    )
+
     def fetch_policy(self) -> FetchPolicy:
         from clipatlas.fetch.policy import FetchPolicy  # httpx loads only when fetching
 

@@ -251,6 +251,7 @@ def export(
 from clipatlas.cli import caption as _caption_commands  # noqa: E402, F401
 from clipatlas.cli import cluster as _cluster_commands  # noqa: E402, F401
 from clipatlas.cli import dataset as _dataset_commands  # noqa: E402, F401
+from clipatlas.cli import embed as _embed_commands  # noqa: E402, F401
 from clipatlas.cli import ingest as _ingest_commands  # noqa: E402, F401
 from clipatlas.cli import jobs as _jobs_commands  # noqa: E402, F401
 from clipatlas.cli import match as _match_commands  # noqa: E402, F401

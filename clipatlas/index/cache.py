@@ -1,37 +1,166 @@
-"""A cache of a collection's vectors on disk, keyed by the store's fingerprint.
+"""A collection's search index on disk, keyed by the store's fingerprint.
 
 Reading every vector back from the database on each search would dominate a CLI search; the
-matrix is written once per collection state (atomically) and memory-mapped afterwards. A stale
-cache (fingerprint differs) is rebuilt and older files are removed.
+vectors are written once per collection state (atomically) and memory-mapped afterwards, so
+even a 1M collection opens in about a second. A stale cache (fingerprint differs) is rebuilt
+and older files are removed. Files in ``cache_dir`` (``<token>`` = the fingerprint):
+
+* ``ids-<token>.npy``: item ids, one per row.
+* ``vectors-<token>.npy``: float32 rows, for small collections (NumPy scoring); or
+  ``vectors-<token>.faiss``: a FAISS flat index holding the rows in the store's dtype
+  (float16 by default), for collections of at least ``flat_min`` vectors; its codes are the
+  rows, and ``ExactIndex.matrix`` is a memory-mapped view of them (no second copy).
+* ``ann-<token>.faiss`` + ``ann-<token>.json``: the ANN index above the size threshold and
+  its build report (kind, parameters, chosen search effort, measured recall@10).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
+import faiss as _faiss
 import numpy as np
 
 from clipatlas.atomic import write_atomic
+from clipatlas.index.ann import AnnConfig, build_ann, choose_kind, load_ann, save_ann, tune_faiss
 from clipatlas.index.exact import ExactIndex
-from clipatlas.store.base import CollectionInfo, Fingerprint
+from clipatlas.progress import ProgressCallback, ProgressEvent, emit
+from clipatlas.store.base import CollectionInfo
 from clipatlas.store.sql import SqlStore
 
-__all__ = ["load_exact_index"]
+# faiss's bundled type stubs lag the library (no SearchParametersHNSW, PyCallbackIOWriter)
+faiss: Any = _faiss
+
+__all__ = ["FLAT_MIN", "load_exact_index", "load_index", "open_flat", "write_flat"]
+
+FLAT_MIN = 50_000  # from this many vectors the exact rows live in a FAISS flat file
+_PREFIXES = ("ids-", "vectors-", "ann-")
 
 
-def load_exact_index(store: SqlStore, collection: CollectionInfo, cache_dir: Path) -> ExactIndex:
-    fp: Fingerprint = store.fingerprint(collection)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    token = fp.token()
-    ids_path, vec_path = cache_dir / f"ids-{token}.npy", cache_dir / f"vectors-{token}.npy"
-    if ids_path.exists() and vec_path.exists():
+def write_flat(path: Path, matrix: np.ndarray, dtype: str = "float16") -> None:
+    """Write ``matrix`` as a FAISS flat inner-product index whose codes are its rows."""
+    dim = matrix.shape[1]
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"flat index rows must be float16 or float32, not {dtype}")
+    if dtype == "float16":
+        flat: Any = faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        flat = faiss.IndexFlatIP(dim)
+    for start in range(0, len(matrix), 65536):  # the codes are the rows, rounded by NumPy
+        rows = np.ascontiguousarray(matrix[start : start + 65536], dtype=dtype)
+        flat.add_sa_codes(rows.view(np.uint8).reshape(len(rows), -1))
+    write_atomic(path, lambda fh: faiss.write_index(flat, faiss.PyCallbackIOWriter(fh.write)))
+
+
+def open_flat(path: Path, count: int) -> ExactIndex | None:
+    """Memory-map a file written by :func:`write_flat`; None if it does not hold ``count`` rows.
+
+    FAISS stores a flat index's codes last in the file, so the rows are the file's final
+    ``count * row_bytes`` bytes; that is checked against FAISS's own decoding of the first and
+    last rows before the view is trusted.
+    """
+    flat = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    if flat.ntotal != count:
+        return None
+    dtype = np.float16 if isinstance(flat, faiss.IndexScalarQuantizer) else np.float32
+    dim = flat.d
+    nbytes = count * dim * np.dtype(dtype).itemsize
+    offset = os.path.getsize(path) - nbytes
+    if count == 0 or offset < 0:
+        return None
+    matrix = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count, dim))
+    for row in (0, count - 1):
+        if not np.array_equal(matrix[row].astype(np.float32), flat.reconstruct(row)):
+            return None
+    return ExactIndex(np.zeros(count, np.int64), matrix, flat)
+
+
+def _remove_stale(cache_dir: Path, token: str) -> None:
+    for old in cache_dir.iterdir():
+        if old.name.startswith(_PREFIXES) and f"-{token}." not in old.name:
+            old.unlink(missing_ok=True)
+
+
+def _exact(
+    store: SqlStore,
+    collection: CollectionInfo,
+    cache_dir: Path,
+    token: str,
+    count: int,
+    flat_min: int,
+    progress: ProgressCallback | None,
+) -> ExactIndex:
+    ids_path = cache_dir / f"ids-{token}.npy"
+    npy_path, flat_path = cache_dir / f"vectors-{token}.npy", cache_dir / f"vectors-{token}.faiss"
+    if ids_path.exists():
         ids = np.load(ids_path)
-        matrix = np.load(vec_path, mmap_mode="r")
-        if len(ids) == len(matrix) == fp.count:
-            return ExactIndex(ids, matrix)
+        if len(ids) == count and flat_path.exists():
+            opened = open_flat(flat_path, count)
+            if opened is not None:
+                return ExactIndex(ids, opened.matrix, opened.flat)
+        if len(ids) == count and npy_path.exists():
+            matrix = np.load(npy_path, mmap_mode="r")
+            if len(matrix) == count:
+                return ExactIndex(ids, matrix)
+    emit(progress, ProgressEvent("index", 0, count, message="reading vectors"))
     ids, matrix = store.load_vectors(collection)
-    for old in cache_dir.glob("*.npy"):
-        old.unlink(missing_ok=True)
-    write_atomic(vec_path, lambda fh: np.save(fh, matrix))
+    _remove_stale(cache_dir, "\0")  # everything of ours goes: this state is being rebuilt
+    if len(ids) >= flat_min:
+        write_flat(flat_path, matrix, store.vector_dtype.name)
+        del matrix
+        write_atomic(ids_path, lambda fh: np.save(fh, ids))
+        opened = open_flat(flat_path, len(ids))
+        if opened is None:
+            raise OSError(f"the flat index just written to {flat_path} does not read back")
+        return ExactIndex(ids, opened.matrix, opened.flat)
+    write_atomic(npy_path, lambda fh: np.save(fh, matrix))
     write_atomic(ids_path, lambda fh: np.save(fh, ids))
     return ExactIndex(ids, matrix)
+
+
+def load_index(
+    store: SqlStore,
+    collection: CollectionInfo,
+    cache_dir: Path,
+    ann: AnnConfig | None = None,
+    *,
+    flat_min: int = FLAT_MIN,
+    progress: ProgressCallback | None = None,
+) -> ExactIndex:
+    """The collection's index: exact, or an :class:`~clipatlas.index.ann.AnnIndex` (which is
+    an ExactIndex with ANN search) once the collection reaches ``ann.threshold`` vectors."""
+    tune_faiss()
+    fp = store.fingerprint(collection)
+    token = fp.token()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    exact = _exact(store, collection, cache_dir, token, fp.count, flat_min, progress)
+    config = ann or AnnConfig(threshold=0)
+    kind = choose_kind(len(exact), config)
+    if kind is None:
+        return exact
+    index_path, report_path = cache_dir / f"ann-{token}.faiss", cache_dir / f"ann-{token}.json"
+    loaded = load_ann(exact, index_path, report_path, token)
+    if loaded is not None and loaded.report.kind == kind:
+        return loaded
+    built = build_ann(exact, kind, token, config, progress)
+    save_ann(built, index_path, report_path)
+    _remove_stale(cache_dir, token)
+    return built
+
+
+def load_exact_index(
+    store: SqlStore,
+    collection: CollectionInfo,
+    cache_dir: Path,
+    ann: AnnConfig | None = None,
+    *,
+    flat_min: int = FLAT_MIN,
+    progress: ProgressCallback | None = None,
+) -> ExactIndex:
+    """The exact index, cached on disk by fingerprint; with ``ann``, an ANN-backed index once
+    the collection is large enough (see :func:`load_index`)."""
+    return load_index(store, collection, cache_dir, ann, flat_min=flat_min, progress=progress)
