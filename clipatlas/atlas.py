@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,6 +112,9 @@ class Atlas(RunsMixin):
         self._embedder: Embedder | None = None
         self._index: ExactIndex | None = None
         self._index_token: str | None = None
+        self._index_version = -1  # the collection version the index was loaded at
+        self._index_built = 0.0  # time.monotonic() of that load
+        self._index_lock = threading.Lock()
         self._fetcher: Fetcher | None = None
 
     @classmethod
@@ -293,14 +298,36 @@ class Atlas(RunsMixin):
 
     # -- search ------------------------------------------------------------------------------
 
-    def index(self) -> ExactIndex:
+    def index(self, *, max_staleness: float | None = None) -> ExactIndex:
         """The search index over the current vectors (cached on disk by fingerprint): exact, or
         from ``settings.ann_threshold`` vectors an ANN index (an ExactIndex subclass whose
-        ``search`` is approximate, ``report`` its measured recall@10)."""
+        ``search`` is approximate, ``report`` its measured recall@10).
+
+        ``max_staleness`` (seconds; default ``settings.index_staleness``, 0 = always current):
+        while another process writes (an ingest job adds a batch every few seconds), keep
+        answering from an index at most this old and rebuild it in a background thread, rather
+        than rebuilding on every batch while the caller waits. The web app serves this way.
+        """
+        version = self.store.version(self.collection)
+        if self._index is not None and version == self._index_version:
+            return self._index
+        staleness = self.settings.index_staleness if max_staleness is None else max_staleness
+        if self._index is not None and staleness > 0:
+            if time.monotonic() - self._index_built >= staleness:
+                self._refresh_index_in_background()
+            return self._index
+        with self._index_lock:
+            self._load_index()
+        assert self._index is not None
+        return self._index
+
+    def _load_index(self) -> None:
+        """Load (or rebuild) the index for the collection's current state; caller holds the lock."""
+        from clipatlas.index.ann import AnnConfig
+
+        version = self.store.version(self.collection)
         token = self.store.fingerprint(self.collection).token()
         if self._index is None or token != self._index_token:
-            from clipatlas.index.ann import AnnConfig
-
             s = self.settings
             ann = AnnConfig(
                 threshold=s.ann_threshold,
@@ -309,11 +336,23 @@ class Atlas(RunsMixin):
                 target_recall=s.ann_target_recall,
                 sample=s.ann_recall_sample,
             )
-            self._index = load_exact_index(
+            index = load_exact_index(
                 self.store, self.collection, self.cache_dir, ann, flat_min=s.index_flat_min
             )
-            self._index_token = token
-        return self._index
+            self._index, self._index_token = index, token
+        self._index_version, self._index_built = version, time.monotonic()
+
+    def _refresh_index_in_background(self) -> None:
+        if not self._index_lock.acquire(blocking=False):
+            return  # a refresh is already running
+
+        def refresh() -> None:
+            try:
+                self._load_index()
+            finally:
+                self._index_lock.release()
+
+        threading.Thread(target=refresh, name="clipatlas-index", daemon=True).start()
 
     def _search(
         self, query: np.ndarray, k: int, exclude: set[int] | None = None

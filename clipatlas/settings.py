@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     min_side: int = Field(default=16, ge=1, description="Smaller images are `too_small`.")
     thumbnail_size: int = Field(default=256, ge=16, le=1024)
     vector_dtype: str = Field(default="float16", pattern="^(float16|float32)$")
+    index_staleness: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds a search may use an index older than the latest write while it is "
+        "rebuilt in the background (0 = always current; `clipatlas serve` uses 30).",
+    )
     copy_media: bool = Field(
         default=False, description="Copy originals of folder ingests into the media store."
     )

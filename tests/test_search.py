@@ -126,3 +126,35 @@ def test_ingest_and_search_work_the_same_on_postgresql(
     from clipatlas.atlas import list_collections
 
     assert list_collections(pg_settings) == ["pg"]
+
+
+def test_a_served_index_may_lag_writes_elsewhere_and_refreshes_in_the_background(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """With ``index_staleness`` (the web app's setting) a search during another process's
+    ingest answers from the index it has and rebuilds it in a background thread."""
+    import time
+
+    folder = _mk(tmp_path / "first")
+    for i in range(3):
+        coloured_picture(COLOURS["red"], size=(64 + 8 * i, 64)).save(folder / f"red{i}.png")
+    served = settings.model_copy(update={"index_staleness": 0.5})
+    with Atlas.open("lag", settings=served) as web, Atlas.open("lag", settings=settings) as job:
+        job.ingest(folder)
+        assert len(web.search_text("red", k=10)) == 3  # the web side builds its index
+        more = _mk(tmp_path / "second")
+        coloured_picture(COLOURS["blue"]).save(more / "blue.png")
+        job.ingest(more)  # the "other process" writes
+        before = web.index()
+        assert len(before) == 3  # younger than 0.5 s: the same index, no rebuild in the call
+        assert web.index(max_staleness=0) is not before and len(web.index()) == 4
+        coloured_picture(COLOURS["green"]).save(more / "green.png")
+        job.ingest(more)
+        time.sleep(0.6)
+        stale = web.index()  # too old: returned at once, rebuilt in the background
+        assert len(stale) == 4
+        deadline = time.monotonic() + 20
+        while len(web.index()) != 5:
+            assert time.monotonic() < deadline, "the background refresh never landed"
+            time.sleep(0.05)
+        assert web.search_text("green", k=1)[0].path.endswith("green.png")

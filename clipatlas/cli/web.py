@@ -51,4 +51,9 @@ def serve(
         max_body=int(upload_mb * 1024 * 1024),
     )
     err_console.print(f"clipatlas web on http://{config.url_host}:{port}/  (Ctrl+C to stop)")
-    run_server(_settings(ctx), config)
+    settings = _settings(ctx)
+    if "index_staleness" not in settings.model_fields_set:
+        # searches during an ingest job answer from an index at most 30 s old (rebuilt in the
+        # background) instead of waiting for a rebuild after every batch
+        settings = settings.model_copy(update={"index_staleness": 30.0})
+    run_server(settings, config)
