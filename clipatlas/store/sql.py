@@ -79,7 +79,11 @@ class SqlStore:
         if self.dialect == "sqlite" and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+            # a served collection is read by dozens of request threads at once: SQLite gets
+            # more pooled connections than SQLAlchemy's 5 + 10 (a file handle each);
+            # PostgreSQL keeps the default, its server caps connections for all collections
+            pool = {"pool_size": 10, "max_overflow": 40} if self.dialect == "sqlite" else {}
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True, **pool)
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot open database {parsed.render_as_string()}: {exc}") from exc
         if self.dialect == "sqlite":
