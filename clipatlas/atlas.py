@@ -115,6 +115,7 @@ class Atlas(RunsMixin):
         self._index_version = -1  # the collection version the index was loaded at
         self._index_built = 0.0  # time.monotonic() of that load
         self._index_lock = threading.Lock()
+        self._lazy_lock = threading.Lock()  # creates the embedder and the fetcher once
         self._fetcher: Fetcher | None = None
 
     @classmethod
@@ -160,7 +161,11 @@ class Atlas(RunsMixin):
         if self._fetcher is None:
             from clipatlas.fetch import Fetcher
 
-            self._fetcher = Fetcher(self.settings.fetch_policy(), secrets=self.settings.secrets())
+            with self._lazy_lock:
+                if self._fetcher is None:
+                    self._fetcher = Fetcher(
+                        self.settings.fetch_policy(), secrets=self.settings.secrets()
+                    )
         return self._fetcher
 
     def source(self, kind: str, **options: Any) -> Source:
@@ -185,11 +190,13 @@ class Atlas(RunsMixin):
     def embedder(self) -> Embedder:
         """The collection's embedder, loaded on first use."""
         if self._embedder is None:
-            requested = self._model
-            bound = self.collection.embedder_id
-            if bound and requested and requested != bound:
-                raise EmbedderMismatchError(self.name, bound, requested)
-            self._embedder = self.registry.create_embedder(self.model_id, self.settings)
+            with self._lazy_lock:  # request threads of the web app share one Atlas
+                if self._embedder is None:
+                    requested = self._model
+                    bound = self.collection.embedder_id
+                    if bound and requested and requested != bound:
+                        raise EmbedderMismatchError(self.name, bound, requested)
+                    self._embedder = self.registry.create_embedder(self.model_id, self.settings)
         return self._embedder
 
     def _bind(self, embedder_id: str, dim: int) -> None:

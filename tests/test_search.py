@@ -158,3 +158,15 @@ def test_a_served_index_may_lag_writes_elsewhere_and_refreshes_in_the_background
             assert time.monotonic() < deadline, "the background refresh never landed"
             time.sleep(0.05)
         assert web.search_text("green", k=1)[0].path.endswith("green.png")
+
+
+def test_one_atlas_serves_concurrent_searches_from_many_threads(colour_atlas: Atlas) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    words = [name for name in COLOURS for _ in range(8)]
+    expected = {w: [h.id for h in colour_atlas.search_text(w, k=3)] for w in COLOURS}
+    fresh = Atlas.open("colours", settings=colour_atlas.settings, create=False)
+    with ThreadPoolExecutor(8) as pool:  # first use (embedder, index) races on purpose
+        found = list(pool.map(lambda w: (w, [h.id for h in fresh.search_text(w, k=3)]), words))
+    assert all(ids == expected[w] for w, ids in found)
+    fresh.close()
