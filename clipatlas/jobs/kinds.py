@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_KINDS", "JobContext", "JobKind", "JobKinds", "default_kinds"]
 
-DEFAULT_KINDS: tuple[str, ...] = ("clipatlas.jobs.builtin:register",)
+DEFAULT_KINDS: tuple[str, ...] = (
+    "clipatlas.jobs.builtin:register",
+    "clipatlas.jobs.workflows:register",
+)
 
 
 @dataclass

@@ -78,10 +78,11 @@ def items(
     source: str | None = None,
     run: int | None = None,
     cluster: int | None = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=browse.MAX_PAGE)] = 60,
 ) -> dict[str, Any]:
-    """A page of items, filtered by status, reason, source, or a run's cluster."""
+    """A page of items, filtered by status, reason, source, tag, or a run's cluster."""
     page = browse.list_items(
         pool.get(name),
         status=status,
@@ -89,6 +90,7 @@ def items(
         source=source,
         run_id=run,
         cluster=cluster,
+        tag=tag or None,
         offset=offset,
         limit=limit,
     )

@@ -32,12 +32,13 @@ from clipatlas.errors import (
     ImageError,
     JobNotFoundError,
     JobStateError,
+    RecordNotFoundError,
     RunNotFoundError,
 )
 from clipatlas.jobs import JobBoard, JobKinds, WorkerProcesses, default_kinds
 from clipatlas.jobs.worker import DEFAULT_STALE_AFTER
 from clipatlas.settings import Settings
-from clipatlas.web import api, pages
+from clipatlas.web import api, api_atlas, api_workflows, pages, pages_workflows
 from clipatlas.web.atlases import AtlasPool
 from clipatlas.web.config import WebConfig
 from clipatlas.web.deps import State
@@ -50,6 +51,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (CollectionNotFoundError, 404),
     (RunNotFoundError, 404),
     (JobNotFoundError, 404),
+    (RecordNotFoundError, 404),
     (JobStateError, 409),
     (FetchError, 422),
     (ImageError, 422),
@@ -131,7 +133,10 @@ def create_app(
     )
     app.state.clipatlas = state
     app.include_router(api.router)
+    app.include_router(api_atlas.router)
+    app.include_router(api_workflows.router)
     app.include_router(pages.router)
+    app.include_router(pages_workflows.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def failure(request: Request, status: int, error: str, detail: Any) -> Response:

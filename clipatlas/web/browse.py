@@ -15,6 +15,7 @@ from clipatlas.atlas import Atlas
 from clipatlas.store.base import Item
 from clipatlas.store.schema import items
 from clipatlas.store.sql import transaction
+from clipatlas.tagging import ids_with_tag
 
 __all__ = ["MEDIA_TYPES", "Page", "item_dict", "item_file", "list_items", "overview", "run_view"]
 
@@ -61,21 +62,14 @@ def list_items(
     source: str | None = None,
     run_id: int | None = None,
     cluster: int | None = None,
+    tag: str | None = None,
     offset: int = 0,
     limit: int = 60,
 ) -> Page:
-    """One page of items (id order) matching the filters; a cluster filter needs ``run_id``."""
+    """One page of items (id order) matching the filters; a cluster filter needs ``run_id``;
+    ``tag`` keeps the items carrying that tag (``items.meta["tags"]``)."""
     limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
-    if run_id is not None and cluster is not None:
-        run = atlas.run(run_id)
-        ids = np.sort(run.item_ids[run.labels == cluster])
-        return Page(
-            len(ids),
-            offset,
-            limit,
-            atlas.store.get_items(atlas.collection, [int(i) for i in ids[offset : offset + limit]]),
-        )
     cond: list[ColumnElement[bool]] = [items.c.collection_id == atlas.collection.id]
     if status:
         cond.append(items.c.status == status)
@@ -83,6 +77,26 @@ def list_items(
         cond.append(items.c.reason == reason)
     if source:
         cond.append(items.c.source == source)
+    restrict: np.ndarray | None = None
+    if run_id is not None and cluster is not None:
+        run = atlas.run(run_id)
+        restrict = np.sort(run.item_ids[run.labels == cluster])
+    if tag:
+        tagged = np.asarray(ids_with_tag(atlas, tag), dtype=np.int64)
+        restrict = tagged if restrict is None else np.intersect1d(restrict, tagged)
+    if restrict is not None:
+        ids = [int(i) for i in restrict]
+        if len(cond) > 1:  # other filters too: keep the restricted ids that pass them
+            kept: list[int] = []
+            with transaction(atlas.store.engine) as conn:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    kept += conn.execute(
+                        select(items.c.id).where(*cond, items.c.id.in_(chunk))
+                    ).scalars()
+            ids = sorted(int(i) for i in kept)
+        page_ids = ids[offset : offset + limit]
+        return Page(len(ids), offset, limit, atlas.store.get_items(atlas.collection, page_ids))
     with transaction(atlas.store.engine) as conn:
         total = int(conn.execute(select(func.count()).select_from(items).where(*cond)).scalar_one())
         page_ids = list(
@@ -170,3 +184,14 @@ def run_view(atlas: Atlas, run_id: int, *, representatives: int = 6) -> dict[str
         "clusters": clusters,
         "has_map": bool(folder and (folder / "map.html").is_file()),
     }
+
+
+def run_clusters(atlas: Atlas, run_id: int | None) -> list[dict[str, Any]]:
+    """A run's clusters (label, name, size) for filter menus; empty without a run."""
+    if run_id is None:
+        return []
+    run = atlas.run(run_id)
+    return [
+        {"label": c.label, "name": c.name, "size": c.size}
+        for c in sorted(run.clusters, key=lambda c: (c.label < 0, -c.size))
+    ]

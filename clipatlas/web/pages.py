@@ -12,16 +12,18 @@ from urllib.parse import urlencode
 
 import jinja2
 from fastapi import APIRouter, Form, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from clipatlas.errors import ClipatlasError
 from clipatlas.jobs.builtin import INGEST_SOURCES
+from clipatlas.tagging import tag_counts
 from clipatlas.web import browse
 from clipatlas.web.api import hit_dict
 from clipatlas.web.config import TOKEN_COOKIE
 from clipatlas.web.deps import BoardDep, PoolDep, State, StateDep
 from clipatlas.web.i18n import LANGUAGES, pick_language, translate
+from clipatlas.web.selection import inject_select_script
 
 __all__ = ["error_page", "router"]
 
@@ -113,12 +115,37 @@ def collection(
     status: str | None = None,
     reason: str | None = None,
     source: str | None = None,
-    run: int | None = None,
-    cluster: int | None = None,
+    run: Annotated[str | None, Query(max_length=20, pattern=r"^-?\d*$")] = None,
+    cluster: Annotated[str | None, Query(max_length=20, pattern=r"^-?\d*$")] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
+) -> HTMLResponse:
+    return _gallery(
+        request, name, pool, status, reason, source, _int(run), _int(cluster), tag, offset
+    )
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value not in (None, "", "-") else None  # a form's empty choice: none
+
+
+def _gallery(
+    request: Request,
+    name: str,
+    pool: PoolDep,
+    status: str | None,
+    reason: str | None,
+    source: str | None,
+    run: int | None,
+    cluster: int | None,
+    tag: str | None,
+    offset: int,
 ) -> HTMLResponse:
     atlas = pool.get(name)
     info = browse.overview(atlas)
+    runs = atlas.runs()
+    if cluster is not None and run is None and runs:
+        run = int(runs[0]["id"])  # a cluster of the newest run
     page = browse.list_items(
         atlas,
         status=status or None,
@@ -126,10 +153,12 @@ def collection(
         source=source or None,
         run_id=run,
         cluster=cluster,
+        tag=tag or None,
         offset=offset,
         limit=60,
     )
-    given = {"status": status, "reason": reason, "source": source, "run": run, "cluster": cluster}
+    given = {"status": status, "reason": reason, "source": source, "run": run, "cluster": cluster,
+             "tag": tag}  # fmt: skip
     filters = {k: v for k, v in given.items() if v not in (None, "")}
 
     def page_url(at: int) -> str:
@@ -143,7 +172,11 @@ def collection(
         page=page,
         filters=filters,
         items=[browse.item_dict(name, it) for it in page.items],
-        runs=atlas.runs(),
+        runs=runs,
+        tags=tag_counts(atlas),
+        clusters=browse.run_clusters(
+            atlas, run if run is not None else (runs[0]["id"] if runs else None)
+        ),
         prev_url=page_url(max(0, offset - page.limit)) if offset > 0 else None,
         next_url=page_url(offset + page.limit) if offset + page.limit < page.total else None,
     )
@@ -159,8 +192,14 @@ def item(request: Request, name: str, item_id: int, pool: PoolDep) -> HTMLRespon
     if found[0].has_vector and found[0].status == "ok":
         with pool.exclusive(name) as locked:
             similar = [hit_dict(name, h) for h in locked.search_item(item_id, k=12)]
+    captions = [c.as_dict(provenance=True) for c in atlas.captions().of_item(item_id)]
     return render(
-        request, "item.html", name=name, item=browse.item_dict(name, found[0]), similar=similar
+        request,
+        "item.html",
+        name=name,
+        item=browse.item_dict(name, found[0]),
+        similar=similar,
+        captions=captions,
     )
 
 
@@ -195,15 +234,17 @@ def atlas_page(request: Request, name: str, run_id: int, pool: PoolDep) -> HTMLR
     return render(request, "run.html", name=name, run=view)
 
 
-@router.get("/c/{name}/runs/{run_id}/map.html", response_class=FileResponse)
-def atlas_map(name: str, run_id: int, pool: PoolDep) -> FileResponse:
+@router.get("/c/{name}/runs/{run_id}/map.html", response_class=Response)
+def atlas_map(name: str, run_id: int, pool: PoolDep) -> Response:
     """The run's self-contained plotly map, sandboxed (scripts run, no same-origin access)."""
     run = pool.get(name).run(run_id)
     path = Path(run.directory) / "map.html" if run.directory else None
     if path is None or not path.is_file():
         raise HTTPException(404, f"run {run_id} has no map yet")
-    return FileResponse(
-        path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": _MAP_CSP}
+    return Response(
+        inject_select_script(path.read_bytes()),
+        media_type="text/html; charset=utf-8",
+        headers={"Content-Security-Policy": _MAP_CSP},
     )
 
 

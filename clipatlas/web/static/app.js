@@ -24,6 +24,7 @@
     if (text !== undefined) { node.textContent = text; }
     return node;
   }
+  window.clipatlas = { api: api, flash: flash, el: el };
 
   // -- job forms: ingest, cluster, map -------------------------------------------------------
   function jobParams(form, kind) {
@@ -45,6 +46,23 @@
       return p;
     }
     if (kind === "map") { return { run_id: parseInt(get("run_id"), 10) }; }
+    if (kind === "build-dataset") {
+      const p = { query: get("query"), source: get("source"), overwrite: f.get("overwrite") === "on" };
+      const ints = ["limit", "min_side"], floats = ["min_sharpness", "eps"];
+      for (const n of ints) { if (get(n)) { p[n] = parseInt(get(n), 10); } }
+      for (const n of floats) { if (get(n)) { p[n] = parseFloat(get(n)); } }
+      if (get("out")) { p.out = get("out"); }
+      if (p.source === "folder") { p.root = get("root"); }
+      if (p.source === "urls") { p.urls = get("urls").split(/\r?\n/).map((s) => s.trim()).filter(Boolean); }
+      return p;
+    }
+    if (kind === "caption") {
+      const p = { redo: f.get("redo") === "on" };
+      if (get("model")) { p.model = get("model"); }
+      if (get("k")) { p.k = parseInt(get("k"), 10); }
+      if (get("language")) { p.language = get("language"); }
+      return p;
+    }
     return {};
   }
 
@@ -121,6 +139,11 @@
     jobBox.querySelector("progress").value = j.fraction || 0;
     jobBox.querySelector(".job-error").textContent = j.error || "";
     jobBox.querySelector(".result").textContent = j.result ? JSON.stringify(j.result, null, 2) : "";
+    const report = document.getElementById("job-report");
+    if (report && j.result && j.result.build_id !== undefined && j.result.report) {
+      report.href = "/c/" + encodeURIComponent(j.collection) + "/datasets/" + encodeURIComponent(j.result.build_id) + "/report";
+      report.hidden = false;
+    }
     if (j.logs) {
       const list = jobBox.querySelector(".logs"); list.replaceChildren();
       for (const line of j.logs) { list.append(el("li", { class: "log-" + line.level }, line.message)); }
