@@ -13,11 +13,13 @@ control characters; anything else is a :class:`~clipatlas.errors.ConfigError` na
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, select, update
+from sqlalchemy import String, cast, select, text, update
 
 from clipatlas.errors import ConfigError
 from clipatlas.store.schema import items
@@ -78,6 +80,9 @@ def _change(atlas: Atlas, item_ids: Sequence[int], tag: str, add: bool) -> int:
                     meta.pop("tags", None)
                 conn.execute(update(items).where(items.c.id == row.id).values(meta=meta))
                 changed += 1
+    if changed:
+        with _cache_lock:
+            _generation[0] += 1
     return changed
 
 
@@ -115,9 +120,59 @@ def ids_with_tag(atlas: Atlas, tag: str) -> list[int]:
     return out
 
 
+# (database url, collection id) -> (collection version, local tag generation, time, counts):
+# counting reads every tagged item's metadata (100k rows: seconds), so a gallery page reuses
+# the last count until the collection is written, a tag changes here, or COUNTS_TTL passes
+# (tags changed by another process)
+COUNTS_TTL = 10.0
+_counts_cache: dict[tuple[str, int], tuple[int, int, float, Counter[str]]] = {}
+_generation = [0]
+_cache_lock = threading.Lock()
+_count_lock = threading.Lock()
+
+
 def tag_counts(atlas: Atlas, limit: int = 200) -> dict[str, int]:
     """The collection's tags with their item counts, most used first."""
+    key = (atlas.store.url, atlas.collection.id)
+    version = atlas.store.version(atlas.collection)
+
+    def fresh(hit: tuple[int, int, float, Counter[str]] | None) -> bool:
+        return (
+            hit is not None
+            and hit[0] == version
+            and hit[1] == _generation[0]
+            and time.monotonic() - hit[2] < COUNTS_TTL
+        )
+
+    hit = _counts_cache.get(key)
+    if hit is None or not fresh(hit):
+        with _count_lock:  # one thread counts; the others wait for its result
+            hit = _counts_cache.get(key)
+            if hit is None or not fresh(hit):
+                generation = _generation[0]
+                hit = (version, generation, time.monotonic(), _count_tags(atlas))
+                _counts_cache[key] = hit
+    return dict(hit[3].most_common(limit))
+
+
+def _count_tags(atlas: Atlas) -> Counter[str]:
+    """Tag -> items, counted by the database (JSON functions) where it can."""
+    dialect = atlas.store.dialect
+    if dialect in ("sqlite", "postgresql"):
+        sql = (
+            "SELECT t.value, count(*) FROM items, json_each(items.meta, '$.tags') AS t "
+            "WHERE items.collection_id = :c AND json_type(items.meta, '$.tags') = 'array' "
+            "AND t.type = 'text' GROUP BY t.value"
+            if dialect == "sqlite"
+            else "SELECT t.value, count(*) FROM items, "
+            "json_array_elements_text(items.meta -> 'tags') AS t(value) "
+            "WHERE items.collection_id = :c AND json_typeof(items.meta -> 'tags') = 'array' "
+            "GROUP BY t.value"
+        )
+        with transaction(atlas.store.engine) as conn:
+            rows = conn.execute(text(sql), {"c": atlas.collection.id}).all()
+        return Counter({str(tag): int(n) for tag, n in rows})
     counts: Counter[str] = Counter()
     for row in _tagged_rows(atlas, '"tags"'):
         counts.update(set(_tags_of(row.meta)))
-    return dict(counts.most_common(limit))
+    return counts

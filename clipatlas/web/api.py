@@ -154,7 +154,7 @@ def search_text(
     k: Annotated[int, Query(ge=1, le=500)] = 20,
 ) -> dict[str, Any]:
     """Text -> image search."""
-    with pool.exclusive(name) as atlas:
+    with pool.shared(name) as atlas:
         hits = atlas.search_text(q, k=k)
     return {"query": q, "hits": [hit_dict(name, h) for h in hits]}
 
@@ -163,7 +163,7 @@ def search_text(
 def search_similar(
     name: str, item_id: int, pool: PoolDep, k: Annotated[int, Query(ge=1, le=500)] = 20
 ) -> dict[str, Any]:
-    with pool.exclusive(name) as atlas:
+    with pool.shared(name) as atlas:
         hits = atlas.search_item(item_id, k=k)
     return {"item": item_id, "hits": [hit_dict(name, h) for h in hits]}
 
@@ -177,7 +177,7 @@ def search_image(
 ) -> dict[str, Any]:
     """Image -> image search with an uploaded picture."""
     data = file.file.read()
-    with pool.exclusive(name) as atlas:
+    with pool.shared(name) as atlas:
         hits = atlas.search_image(data, k=k)
     return {"hits": [hit_dict(name, h) for h in hits]}
 
@@ -185,7 +185,7 @@ def search_image(
 @router.post("/collections/{name}/search/url")
 def search_url(name: str, body: UrlSearch, pool: PoolDep) -> dict[str, Any]:
     """Image -> image search with a picture fetched (safely: SSRF guard, size cap) by URL."""
-    with pool.exclusive(name) as atlas:
+    with pool.shared(name) as atlas:
         fetched = atlas.fetcher().get(body.url, expect="image")
         try:
             hits = atlas.search_image(fetched.data, k=body.k)

@@ -1,8 +1,9 @@
 """Open collections shared by the web app's request threads.
 
 Opening an :class:`Atlas` builds an engine and checks the schema, so each collection is opened
-once and kept. Searches go through a per-collection lock: the embedder loads once and the
-in-memory index is rebuilt by one thread when the collection changed.
+once and kept. Searches share it (``shared``: the Atlas guards its lazy embedder and index
+itself); other operations that change what an Atlas holds take the per-collection lock
+(``exclusive``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ class AtlasPool:
             self.drop(name)
             raise
         return atlas
+
+    @contextmanager
+    def shared(self, name: str) -> Iterator[Atlas]:
+        """The collection for a search, alongside other request threads: an Atlas creates its
+        embedder and loads its index under its own locks, so searches need no pool lock (one
+        lock here made 50 browsing clients queue behind each other)."""
+        yield self.get(name)
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[Atlas]:

@@ -190,8 +190,8 @@ def item(request: Request, name: str, item_id: int, pool: PoolDep) -> HTMLRespon
         raise HTTPException(404, f"no item {item_id} in collection {name!r}")
     similar: list[dict[str, Any]] = []
     if found[0].has_vector and found[0].status == "ok":
-        with pool.exclusive(name) as locked:
-            similar = [hit_dict(name, h) for h in locked.search_item(item_id, k=12)]
+        with pool.shared(name) as shared:
+            similar = [hit_dict(name, h) for h in shared.search_item(item_id, k=12)]
     captions = [c.as_dict(provenance=True) for c in atlas.captions().of_item(item_id)]
     return render(
         request,
@@ -215,7 +215,7 @@ def search(
     error = None
     if q.strip():
         try:
-            with pool.exclusive(name) as atlas:
+            with pool.shared(name) as atlas:
                 hits = [hit_dict(name, h) for h in atlas.search_text(q, k=k)]
         except ClipatlasError as exc:
             error = str(exc)
