@@ -9,10 +9,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from clipatlas.analysis.clustering.evaluate import align, score_labels
-from clipatlas.analysis.clustering.runner import ClusterParams, cluster_vectors, write_artifacts
 from clipatlas.errors import (
     EmptyCollectionError,
     GroundTruthError,
@@ -23,6 +21,9 @@ from clipatlas.progress import ProgressCallback
 from clipatlas.store.base import CollectionInfo
 from clipatlas.store.runs import ClusterRun, RunStore
 from clipatlas.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from clipatlas.analysis.clustering.runner import ClusterParams
 
 __all__ = ["CollectionRuns"]
 
@@ -35,6 +36,9 @@ class CollectionRuns:
         self.runs = RunStore(store.engine)
 
     def create(self, params: ClusterParams, progress: ProgressCallback | None) -> ClusterRun:
+        # scikit-learn / FAISS load here, not when runs are only listed (every ingest does)
+        from clipatlas.analysis.clustering.runner import cluster_vectors, write_artifacts
+
         name = self.collection.name
         embedders = self.runs.embedder_ids(self.collection)
         if len(embedders) > 1:
@@ -83,6 +87,8 @@ class CollectionRuns:
 
         Integer keys (and digit strings that are not a stored source key) are item ids.
         """
+        from clipatlas.analysis.clustering.evaluate import align, score_labels
+
         run = self.get(run_id)
         if not labels:
             raise GroundTruthError("<mapping>", "no labels given")
