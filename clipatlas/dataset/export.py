@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -71,7 +72,16 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 
 def staging(out: Path) -> Path:
-    """A fresh temp folder beside ``out``; :func:`finalize` renames it over ``out``."""
+    """A fresh temp folder beside ``out``; :func:`finalize` renames it over ``out``.
+
+    Staging folders that a killed build of the same ``out`` left behind (``mkdtemp`` names:
+    the prefix and 8 characters) are removed first; a resumed build starts its export over.
+    """
+    stale = re.compile(re.escape(f"{TEMP_PREFIX}{out.name}-") + r"[a-z0-9_]{8}")
+    with contextlib.suppress(OSError):
+        for old in out.parent.iterdir():
+            if stale.fullmatch(old.name) and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
     try:
         return Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{TEMP_PREFIX}{out.name}-"))
     except OSError as exc:

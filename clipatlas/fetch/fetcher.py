@@ -35,7 +35,7 @@ from clipatlas.fetch.body import (
 )
 from clipatlas.fetch.guard import BlockedAddress, Resolver, check_url
 from clipatlas.fetch.policy import FetchPolicy
-from clipatlas.fetch.redact import is_secret_name, redact, scrub, secrets_in
+from clipatlas.fetch.redact import guard_httpx_log, is_secret_name, redact, scrub, secrets_in
 from clipatlas.fetch.retry import backoff_delay, is_retryable_status, parse_retry_after
 from clipatlas.images import sniff_format
 
@@ -106,6 +106,7 @@ class Fetcher:
     ) -> None:
         self.policy = policy or FetchPolicy()
         self._secrets = frozenset(s for s in secrets if s)
+        guard_httpx_log(self._secrets)  # httpx logs every request URL at INFO
         transport = httpx.HTTPTransport(trust_env=False, retries=0)
         transport._pool.close()
         transport._pool = httpcore.ConnectionPool(  # the only way to pass a network backend

@@ -3,15 +3,19 @@
 :func:`redact` masks query parameters named like credentials (``api_key``, ``token``,
 ``secret``, ``access_token``, ...), drops userinfo and masks every given secret anywhere in the
 URL. :func:`scrub` masks given secrets in any text (exception messages, details).
+:func:`guard_httpx_log` does the same for httpx's own log of every request, which carries the
+full URL (``HTTP Request: GET https://...?api_key=... "HTTP/1.1 200 OK"``, at INFO).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-__all__ = ["MASK", "is_secret_name", "redact", "scrub", "secrets_in"]
+__all__ = ["MASK", "guard_httpx_log", "is_secret_name", "redact", "scrub", "secrets_in"]
 
 MASK = "***"
 
@@ -96,3 +100,33 @@ def secrets_in(
             words = value.split()
             found.update(words[1:])  # "Bearer <token>": the scheme word is no secret
     return {s for s in found if s}
+
+
+class _HttpxLogFilter(logging.Filter):
+    """Masks credentials in the URLs of httpx's request log, like every URL we show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+        self.lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            with self.lock:
+                secrets = list(self.secrets)
+            record.args = tuple(
+                redact(str(arg), secrets) if "://" in str(arg) else arg for arg in record.args
+            )
+        return True
+
+
+_HTTPX_FILTER = _HttpxLogFilter()
+
+
+def guard_httpx_log(secrets: Iterable[str] = ()) -> None:
+    """Install (once) the filter on the ``httpx`` logger; also mask ``secrets`` there."""
+    with _HTTPX_FILTER.lock:
+        _HTTPX_FILTER.secrets.update(s for s in secrets if s)
+    httpx_logger = logging.getLogger("httpx")
+    if _HTTPX_FILTER not in httpx_logger.filters:
+        httpx_logger.addFilter(_HTTPX_FILTER)

@@ -16,7 +16,9 @@ and older files are removed. Files in ``cache_dir`` (``<token>`` = the fingerpri
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,25 @@ def open_flat(path: Path, count: int) -> ExactIndex | None:
     return ExactIndex(np.zeros(count, np.int64), matrix, flat)
 
 
+@contextlib.contextmanager
+def _rebuild_lock(cache_dir: Path) -> Iterator[None]:
+    """One writer of a cache folder at a time (across processes); whoever holds the lock may
+    remove ``.tmp-`` files, since they can only be left by a writer that died mid-write."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, leftovers are kept
+        yield
+        return
+    with open(cache_dir / ".rebuild.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            for left in cache_dir.glob(".tmp-*"):
+                left.unlink(missing_ok=True)
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _remove_stale(cache_dir: Path, token: str) -> None:
     for old in cache_dir.iterdir():
         if old.name.startswith(_PREFIXES) and f"-{token}." not in old.name:
@@ -106,6 +127,22 @@ def _exact(
             matrix = np.load(npy_path, mmap_mode="r")
             if len(matrix) == count:
                 return ExactIndex(ids, matrix)
+    with _rebuild_lock(cache_dir):
+        return _rebuild(store, collection, cache_dir, ids_path, npy_path, flat_path, count,
+                        flat_min, progress)  # fmt: skip
+
+
+def _rebuild(
+    store: SqlStore,
+    collection: CollectionInfo,
+    cache_dir: Path,
+    ids_path: Path,
+    npy_path: Path,
+    flat_path: Path,
+    count: int,
+    flat_min: int,
+    progress: ProgressCallback | None,
+) -> ExactIndex:
     emit(progress, ProgressEvent("index", 0, count, message="reading vectors"))
     ids, matrix = store.load_vectors(collection)
     _remove_stale(cache_dir, "\0")  # everything of ours goes: this state is being rebuilt
@@ -146,9 +183,10 @@ def load_index(
     loaded = load_ann(exact, index_path, report_path, token)
     if loaded is not None and loaded.report.kind == kind:
         return loaded
-    built = build_ann(exact, kind, token, config, progress)
-    save_ann(built, index_path, report_path)
-    _remove_stale(cache_dir, token)
+    with _rebuild_lock(cache_dir):
+        built = build_ann(exact, kind, token, config, progress)
+        save_ann(built, index_path, report_path)
+        _remove_stale(cache_dir, token)
     return built
 
 

@@ -6,6 +6,7 @@ rejected :class:`NewItem` with a typed reason, never an exception.
 
 from __future__ import annotations
 
+import copyreg
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,11 @@ __all__ = [
     "rejected",
     "remove_stale_temp_files",
 ]
+
+# A MediaWriteError raised in a decode worker travels back to the ingest pickled; rebuilt from
+# its message alone it would fail (its __init__ wants root and detail), the pool would break
+# and the run would end with "decode worker processes died" instead of the disk-full error.
+copyreg.pickle(MediaWriteError, lambda e: (MediaWriteError, (e.root, e.detail)))
 
 _EXT = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -89,6 +90,18 @@ def _init_worker(config: DecodeConfig) -> None:
     _worker_config = config
     with contextlib.suppress(OSError):  # let the model win when both want a core
         os.nice(19)
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A decode worker whose ingest was killed (kill -9 of its pid alone) is re-parented; it
+    notices within half a second and exits instead of lingering with its memory."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 Job = tuple[Candidate, bytes | None] | Decoded  # to decode (with fetched bytes), or decided
