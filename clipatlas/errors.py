@@ -365,6 +365,78 @@ class BuildCancelledError(DatasetError):
         )
 
 
+# -- jobs and web --
+# JobError (ClipatlasError)      a durable job cannot be found or moved as asked
+#   JobNotFoundError             no job by that id (job_id)
+#   JobStateError                the job's status forbids the action (job_id, status, action)
+# OperationCancelled (ClipatlasError)  raised inside a long operation when its job is cancelled
+# WebConfigError (ConfigError)   the web server refuses an unsafe configuration (e.g. no token)
+
+__all__ += ["JobError", "JobNotFoundError", "JobStateError", "OperationCancelled", "WebConfigError"]
+
+
+class JobError(ClipatlasError):
+    """A durable job cannot be found or moved as asked."""
+
+
+class JobNotFoundError(JobError):
+    def __init__(self, job_id: int, where: str = "") -> None:
+        self.job_id, self.where = job_id, where
+        super().__init__(f"no job {job_id}" + (f" in {where}" if where else ""))
+
+
+class JobStateError(JobError):
+    def __init__(self, job_id: int, status: str, action: str) -> None:
+        self.job_id, self.status, self.action = job_id, status, action
+        super().__init__(f"cannot {action} job {job_id}: it is {status}")
+
+
+class OperationCancelled(ClipatlasError):
+    """The job running this operation was cancelled: committed work stays, resume does the rest."""
+
+    def __init__(self, what: str = "operation") -> None:
+        self.what = what
+        super().__init__(f"{what} cancelled")
+
+
+class WebConfigError(ConfigError):
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+# -- captions (retrieval-augmented captioning, clipatlas.captions) ------------------------------
+#
+#   ClipatlasError
+#   └── CaptionError                    captioning problems
+#       ├── CaptionImportError          a captions file/dataset is unusable (source, detail)
+#       └── CaptionBackendError         one item could not be captioned (item, reason, detail)
+
+__all__ += ["CaptionBackendError", "CaptionError", "CaptionImportError"]
+
+
+class CaptionError(ClipatlasError):
+    """Captioning could not be done as asked."""
+
+
+class CaptionImportError(CaptionError):
+    """A captions file or dataset cannot be read (missing columns, bad lines, no captions)."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source, self.detail = source, detail
+        super().__init__(f"cannot import captions from {source}: {detail}")
+
+
+class CaptionBackendError(CaptionError):
+    """One item could not be captioned. ``reason`` is a stable code written to the database:
+    ``unreachable``, ``timeout``, ``http_error``, ``bad_response``, ``empty_output``,
+    ``non_text_output``, ``decode_error``, ``model_error``. ``detail`` never holds a secret."""
+
+    def __init__(self, item: str, reason: str, detail: str = "") -> None:
+        self.item, self.reason, self.detail = item, reason, detail
+        super().__init__(f"{item}: {reason}" + (f" ({detail})" if detail else ""))
+
+
 # -- record matching --------------------------------------------------------------------------
 # RecordError (ClipatlasError): one record of an import could not be used (record, reason)
 #   RecordFieldError     a required field is missing or a field does not parse
@@ -441,78 +513,6 @@ class CalibrationError(ConfigError):
         super().__init__(f"cannot calibrate from {source}: {detail}")
 
 
-# -- captions (retrieval-augmented captioning, clipatlas.captions) ------------------------------
-#
-#   ClipatlasError
-#   └── CaptionError                    captioning problems
-#       ├── CaptionImportError          a captions file/dataset is unusable (source, detail)
-#       └── CaptionBackendError         one item could not be captioned (item, reason, detail)
-
-__all__ += ["CaptionBackendError", "CaptionError", "CaptionImportError"]
-
-
-class CaptionError(ClipatlasError):
-    """Captioning could not be done as asked."""
-
-
-class CaptionImportError(CaptionError):
-    """A captions file or dataset cannot be read (missing columns, bad lines, no captions)."""
-
-    def __init__(self, source: str, detail: str) -> None:
-        self.source, self.detail = source, detail
-        super().__init__(f"cannot import captions from {source}: {detail}")
-
-
-class CaptionBackendError(CaptionError):
-    """One item could not be captioned. ``reason`` is a stable code written to the database:
-    ``unreachable``, ``timeout``, ``http_error``, ``bad_response``, ``empty_output``,
-    ``non_text_output``, ``decode_error``, ``model_error``. ``detail`` never holds a secret."""
-
-    def __init__(self, item: str, reason: str, detail: str = "") -> None:
-        self.item, self.reason, self.detail = item, reason, detail
-        super().__init__(f"{item}: {reason}" + (f" ({detail})" if detail else ""))
-
-
-# -- jobs and web --
-# JobError (ClipatlasError)      a durable job cannot be found or moved as asked
-#   JobNotFoundError             no job by that id (job_id)
-#   JobStateError                the job's status forbids the action (job_id, status, action)
-# OperationCancelled (ClipatlasError)  raised inside a long operation when its job is cancelled
-# WebConfigError (ConfigError)   the web server refuses an unsafe configuration (e.g. no token)
-
-__all__ += ["JobError", "JobNotFoundError", "JobStateError", "OperationCancelled", "WebConfigError"]
-
-
-class JobError(ClipatlasError):
-    """A durable job cannot be found or moved as asked."""
-
-
-class JobNotFoundError(JobError):
-    def __init__(self, job_id: int, where: str = "") -> None:
-        self.job_id, self.where = job_id, where
-        super().__init__(f"no job {job_id}" + (f" in {where}" if where else ""))
-
-
-class JobStateError(JobError):
-    def __init__(self, job_id: int, status: str, action: str) -> None:
-        self.job_id, self.status, self.action = job_id, status, action
-        super().__init__(f"cannot {action} job {job_id}: it is {status}")
-
-
-class OperationCancelled(ClipatlasError):
-    """The job running this operation was cancelled: committed work stays, resume does the rest."""
-
-    def __init__(self, what: str = "operation") -> None:
-        self.what = what
-        super().__init__(f"{what} cancelled")
-
-
-class WebConfigError(ConfigError):
-    def __init__(self, detail: str) -> None:
-        self.detail = detail
-        super().__init__(detail)
-
-
 # -- distributed embedding (clipatlas.distributed, Ray) ---------------------------------------
 #   DistributedError (ClipatlasError)   a Ray run failed on the cluster (address, why)
 #   RayNotInstalledError (ConfigError)  the distributed extra is missing
@@ -533,3 +533,17 @@ class RayNotInstalledError(ConfigError):
 
     def __init__(self) -> None:
         super().__init__("Ray is not installed: pip install 'clipatlas[distributed]'")
+
+
+# -- int8 precision (clipatlas.embedders.onnx_int8, ONNX Runtime) -----------------------------
+#   OnnxExportError (EmbedderError)  the image tower could not be exported, quantised or loaded
+
+__all__ += ["OnnxExportError"]
+
+
+class OnnxExportError(EmbedderError):
+    """The int8 ONNX image tower of a model could not be built or loaded (``model``, why)."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        self.model, self.detail = model, detail
+        super().__init__(f"int8 image tower of {model}: {detail}")

@@ -49,9 +49,10 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, mps.")
     precision: str = Field(
         default="auto",
-        pattern="^(auto|fp32|bf16)$",
+        pattern="^(auto|fp32|bf16|int8)$",
         description="Image embedding precision; auto = bf16 where the hardware runs it natively "
-        "(checked against fp32 on the first batch), else fp32.",
+        "(checked against fp32 on the first batch), else fp32; int8 = ONNX Runtime dynamic int8 "
+        "(the onnx extra; CPU; checked against fp32 the same way).",
     )
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(
@@ -173,7 +174,10 @@ class Settings(BaseSettings):
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs, errors or stored URLs."""
-        values = (self.civitai_api_key, self.naver_client_id, self.naver_client_secret)
+        caption_key = self.caption_api_key.get_secret_value() if self.caption_api_key else None
+        values = (
+            self.civitai_api_key, self.naver_client_id, self.naver_client_secret, caption_key,
+        )  # fmt: skip
         return tuple(v for v in values if v)
 
     def collection_dir(self, name: str) -> Path:
@@ -181,5 +185,17 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment, with explicit overrides winning."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read settings from the environment, with explicit overrides winning; a bad value (from
+    the environment or an override) is a :class:`~clipatlas.errors.ConfigError` naming it."""
+    from pydantic import ValidationError
+
+    from clipatlas.errors import ConfigError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings (CLIPATLAS_* or options): {problems}") from None

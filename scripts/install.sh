@@ -12,5 +12,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # shellcheck disable=SC2086
 .venv/bin/python -m pip install --quiet $TORCH_PIN
-.venv/bin/python -m pip install --quiet -e ".[dev,open_clip,server,caption,distributed]"
+.venv/bin/python -m pip install --quiet -e ".[dev,open_clip,server,caption,distributed,onnx]"
 echo "clipatlas installed in .venv (activate with: source .venv/bin/activate)"

@@ -120,3 +120,11 @@ def test_reading_a_collection_that_does_not_exist_fails_without_creating_it(
         out = run(home, *args, check=1)
         assert out.stderr.strip() == "error: no collection named 'nope'"
     assert not (home / "collections" / "nope").exists()
+
+
+def test_a_bad_setting_is_one_clear_line_and_exit_code_1(tmp_path: Path) -> None:
+    bad = run(tmp_path / "home", "--precision", "fp64", "collections", check=1)
+    assert "invalid settings" in bad.stderr and "precision" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    env_bad = run(tmp_path / "home", "collections", check=1, env={"CLIPATLAS_BATCH_SIZE": "x"})
+    assert "batch_size" in env_bad.stderr and "Traceback" not in env_bad.stderr

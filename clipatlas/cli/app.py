@@ -42,8 +42,16 @@ def _main(
     database_url: Annotated[
         str | None, typer.Option(help="Server database URL (CLIPATLAS_DATABASE_URL).")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="Image embedding precision: auto, fp32, bf16, int8 (CLIPATLAS_PRECISION)."
+        ),
+    ] = None,
 ) -> None:
     overrides: dict[str, Any] = {}
+    if precision is not None:
+        overrides["precision"] = precision
     if home is not None:
         overrides["home"] = home
     if database_url is not None:

@@ -1,23 +1,26 @@
-"""Numeric precision of image embedding: ``fp32`` or ``bf16`` autocast, chosen or automatic.
+"""Numeric precision of image embedding: ``fp32``, ``bf16`` autocast or ``int8`` ONNX Runtime.
 
 ``auto`` picks bf16 where the hardware runs it natively (CPUs with AVX512-BF16 or AMX, CUDA
-GPUs that support bf16) and fp32 elsewhere. bf16 is never trusted blindly: the first pictures an
-embedder sees (up to :data:`CHECK_ITEMS`) are embedded both ways, and if any bf16 vector has a
-cosine below
-:data:`MIN_AGREEMENT` with its fp32 vector the embedder falls back to fp32 for good. Text is
-always embedded in fp32 (queries are few; exactness matters more than speed there).
+GPUs that support bf16) and fp32 elsewhere. ``int8`` is only ever chosen explicitly: the image
+tower is exported to ONNX and quantised (:mod:`clipatlas.embedders.onnx_int8`, the optional
+``onnx`` extra) and runs on the CPU. Neither is trusted blindly: the first pictures an embedder
+sees (up to :data:`CHECK_ITEMS`) are embedded both ways, the lowest cosine with the fp32 vectors
+is kept in :attr:`PrecisionGuard.agreement` (and logged), and if it is below
+:data:`MIN_AGREEMENT` the embedder falls back to fp32 for good (so it does when the int8 tower
+cannot be built). Text is always embedded in fp32 (queries are few; exactness matters more than
+speed there).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clipatlas.errors import ConfigError
+from clipatlas.errors import ConfigError, OnnxExportError
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +29,8 @@ __all__ = ["MIN_AGREEMENT", "PRECISIONS", "PrecisionGuard", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+CHECKED = ("bf16", "int8")  # precisions compared with fp32 on the first batch
 MIN_AGREEMENT = 0.99
 CHECK_ITEMS = 8  # pictures of the first batch embedded both ways
 
@@ -50,9 +54,18 @@ def resolve_precision(requested: str, device: str) -> str:
     name = (requested or "auto").strip().lower()
     if name not in PRECISIONS:
         raise ConfigError(f"unknown precision {requested!r}; choose one of {', '.join(PRECISIONS)}")
+    family = device.partition(":")[0]
+    if name == "int8":
+        if family != "cpu":
+            raise ConfigError(
+                f"precision 'int8' runs on the CPU only, but the device is {device!r}; "
+                "use bf16 (or fp32) on a GPU, or set device to cpu"
+            )
+        from clipatlas.embedders.onnx_int8 import check_onnx_installed
+
+        check_onnx_installed()
     if name != "auto":
         return name
-    family = device.partition(":")[0]
     if family == "cpu":
         return "bf16" if _cpu_has_native_bf16() else "fp32"
     if family == "cuda":
@@ -61,15 +74,31 @@ def resolve_precision(requested: str, device: str) -> str:
 
 
 class PrecisionGuard:
-    """Runs a batch function under the chosen precision, checking bf16 on the first batch."""
+    """Runs a batch function under the chosen precision, checking it on the first batch.
+
+    bf16 runs the function under autocast; int8 sets :attr:`int8_active` while it runs, and the
+    function (``TorchImageTextEmbedder._image_batch``) then uses the int8 ONNX tower.
+    """
 
     def __init__(self, model_id: str, precision: str, device: str) -> None:
         self.model_id = model_id
         self.device_type = device.partition(":")[0]
         self.precision = resolve_precision(precision, device)
-        self.agreement: float | None = None  # min cosine bf16 vs fp32 on the first batch
+        self.agreement: float | None = None  # min cosine bf16/int8 vs fp32 on the first batch
+        self.int8_active = False
+        self.fallback: str | None = None  # why the requested precision was given up
+
+    @contextmanager
+    def _int8(self) -> Iterator[None]:
+        self.int8_active = True
+        try:
+            yield
+        finally:
+            self.int8_active = False
 
     def _context(self, precision: str) -> AbstractContextManager[Any]:
+        if precision == "int8":
+            return self._int8()
         if precision != "bf16":
             return nullcontext()
         import torch
@@ -77,23 +106,39 @@ class PrecisionGuard:
         return torch.autocast(self.device_type, dtype=torch.bfloat16)
 
     def run(self, fn: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor:
-        if self.precision != "bf16" or self.agreement is not None:
+        if self.precision not in CHECKED or self.agreement is not None:
             with self._context(self.precision):
                 return fn(batch).float()
         import torch
 
+        fast_name = self.precision
         probe = batch[:CHECK_ITEMS]
         exact = fn(probe).float()
-        with self._context("bf16"):
-            fast = fn(batch).float()
+        try:
+            with self._context(fast_name):
+                fast = fn(batch).float()
+        except OnnxExportError as exc:
+            return self._fall_back(fn, batch, f"{exc}")
         cosine = torch.nn.functional.cosine_similarity(exact, fast[: len(exact)], dim=-1)
         self.agreement = float(cosine.min())
         if self.agreement < MIN_AGREEMENT:
-            log.warning(
-                "%s: bf16 agrees with fp32 only to cosine %.4f on the first batch; using fp32",
-                self.model_id,
-                self.agreement,
+            return self._fall_back(
+                fn,
+                batch,
+                f"{fast_name} agrees with fp32 only to cosine {self.agreement:.4f} on the first "
+                f"{len(exact)} pictures (minimum {MIN_AGREEMENT})",
             )
-            self.precision = "fp32"
-            return fn(batch).float()  # rare: the whole first batch again, exactly
+        log.info(
+            "%s: %s agrees with fp32 to cosine >= %.4f on the first %d pictures",
+            self.model_id,
+            fast_name,
+            self.agreement,
+            len(exact),
+        )
         return fast
+
+    def _fall_back(self, fn: Callable[[Any], torch.Tensor], batch: Any, why: str) -> torch.Tensor:
+        log.warning("%s: %s; using fp32 for this embedder from now on", self.model_id, why)
+        self.fallback = why
+        self.precision = "fp32"
+        return fn(batch).float()  # rare: the whole first batch again, exactly

@@ -1,13 +1,15 @@
 """What every torch image/text model shares: batching, precision, crops -> tensors.
 
 Subclasses (``hf:``, ``open_clip:``) load their model and say how to get features from a
-normalised pixel tensor and from a batch of texts; the rest is here once.
+normalised pixel tensor and from a batch of texts; the rest is here once. With precision
+``int8`` the same ``_image_features`` is exported once to an int8 ONNX model (cached under
+``<home>/cache/onnx``) and image batches run there (:mod:`clipatlas.embedders.onnx_int8`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -20,6 +22,8 @@ from clipatlas.settings import Settings
 if TYPE_CHECKING:
     import torch
 
+    from clipatlas.embedders.onnx_int8 import Int8ImageTower
+
 __all__ = ["TorchImageTextEmbedder"]
 
 
@@ -29,12 +33,15 @@ class TorchImageTextEmbedder:
     modalities = frozenset({"image", "text"})
     dim: int
     _preprocessor: ImagePreprocessor
+    _model: Any  # the torch module whose weights _image_features uses
 
     def __init__(self, model_id: str, settings: Settings) -> None:
         self.id = model_id
         self._batch_size = settings.batch_size
         self._device = resolve_device(settings.device)
         self.precision = PrecisionGuard(self.id, settings.precision, self._device)
+        self._int8_cache = settings.home / "cache" / "onnx"
+        self._int8_tower: Int8ImageTower | None = None
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -46,7 +53,24 @@ class TorchImageTextEmbedder:
         return self._preprocessor
 
     def _image_batch(self, batch: np.ndarray) -> torch.Tensor:
-        return self._image_features(crops_to_tensor(batch, self._preprocessor, self._device))
+        pixels = crops_to_tensor(batch, self._preprocessor, self._device)
+        if self.precision.int8_active:
+            return self.int8_tower()(pixels)
+        return self._image_features(pixels)
+
+    def int8_tower(self) -> Int8ImageTower:
+        """The int8 ONNX image tower, exported (or loaded from the cache) on first use."""
+        if self._int8_tower is None:
+            from clipatlas.embedders.onnx_int8 import load_int8_tower
+
+            self._int8_tower = load_int8_tower(
+                self.id,
+                self._model,
+                self._image_features,
+                self._preprocessor.crop,
+                self._int8_cache,
+            )
+        return self._int8_tower
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return embed_in_batches(
