@@ -47,6 +47,16 @@ def _write(fd: int, payload: bytes) -> None:
 
 
 def _peak_rss_kb() -> int:
+    """This process's own peak resident memory (kB). ``VmHWM`` belongs to the address space
+    made by exec; ``ru_maxrss`` is not used because Linux folds the *parent's* resident size at
+    fork into it (a 2 GB test runner made every worker look 2 GB)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 

@@ -78,5 +78,5 @@ def test_settings_come_from_clipatlas_environment_variables(
     )
     assert settings.collection_dir("c") == tmp_path / "h" / "collections" / "c"
     monkeypatch.setenv("CLIPATLAS_BATCH_SIZE", "0")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="batch_size"):
         load_settings()
