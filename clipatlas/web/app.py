@@ -163,5 +163,10 @@ def create_app(
         )
         return failure(request, 422, "invalid_request", detail)
 
+    @app.exception_handler(OverflowError)
+    async def _out_of_range(request: Request, exc: OverflowError) -> Response:
+        # an id or number beyond 64 bits reaches the database driver (found by schemathesis)
+        return failure(request, 422, "invalid_request", f"a number is out of range: {exc}")
+
     app.add_middleware(Guard, config=config)  # outermost of ours: before routing and parsing
     return app
