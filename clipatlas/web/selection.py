@@ -61,9 +61,13 @@ def points_to_ids(run: ClusterRun, points: Sequence[Sequence[float]]) -> list[in
     if folder is None or not (folder / "map_coords.npz").is_file():
         raise ConfigError(f"run {run.id} has no map yet: draw it first")
     try:
-        wanted = np.asarray(points, dtype=np.float64).reshape(-1, 2).astype(np.float32)
+        given = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     except (TypeError, ValueError):
         raise ConfigError("points must be a list of [x, y] number pairs") from None
+    # a point outside float32's range (or not finite) cannot be on the map: drop it before the
+    # cast, which would overflow
+    limit = float(np.finfo(np.float32).max)
+    wanted = given[np.all(np.isfinite(given) & (np.abs(given) <= limit), axis=1)].astype(np.float32)
     with np.load(folder / "map_coords.npz") as stored:
         item_ids, coords = stored["item_ids"], stored["coords"].astype(np.float32)
     where: dict[tuple[float, float], list[int]] = {}
