@@ -198,7 +198,12 @@ def kill_main_only(proc: subprocess.Popen[str], delay: float, ready_timeout: flo
         _kill(proc)
         raise AssertionError(f"crash runner did not start: {line!r}")
     time.sleep(delay)
+    # on a busy machine the decode pool may take longer than ``delay`` to start: wait for it
+    deadline = time.monotonic() + 60
     others = [pid for pid in processes_in_group(proc.pid) if pid != proc.pid]
+    while not others and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        others = [pid for pid in processes_in_group(proc.pid) if pid != proc.pid]
     proc.kill()
     proc.wait()
     if proc.stdout is not None:
