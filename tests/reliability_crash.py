@@ -76,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self.server.answers.get(int(stem)) if stem.isdigit() else None
         with self.server.lock:
             self.server.hits[self.path] += 1
+        if self.server.latency:
+            time.sleep(self.server.latency)
         status, body, ctype = answer or (404, b"not found", "text/plain")
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -94,6 +96,7 @@ class _Server(ThreadingHTTPServer):
 
         super().__init__(("127.0.0.1", 0), _Handler)
         self.answers = answers
+        self.latency = 0.0
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
 
@@ -102,7 +105,10 @@ class PictureServer(LoopbackServer):
     """``n`` URLs: every 97th a 404, every 89th an HTML page, every 83rd a copy of the one
     before it (a duplicate by content), the rest distinct JPEGs."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, latency: float = 0.0) -> None:
+        """``latency`` seconds before each answer: with few concurrent fetches it keeps an
+        ingest slower than the kill schedule however fast the machine (a run that finished
+        before its kill made the crash tests flaky on a quiet CI machine)."""
         answers: dict[int, tuple[int, bytes, str]] = {}
         self.expected: Counter[str] = Counter()
         for i in range(n):
@@ -120,6 +126,7 @@ class PictureServer(LoopbackServer):
                 self.expected["ok"] += 1
         self.n = n
         self._pictures = _Server(answers)
+        self._pictures.latency = latency
         super().__init__(self._pictures)
 
     @property
@@ -262,7 +269,8 @@ def crash_ingest(
     """Kill an ingest ``kills`` times, then let it finish; what happened at each kill."""
     rng = random.Random(seed)
     on_index, on_media = index_kills(kills), media_kills(kills)
-    base = {"home": str(home), "collection": "crash", "urls": str(urls), "workers": 1}
+    base = {"home": str(home), "collection": "crash", "urls": str(urls), "workers": 1,
+            "settings": {"fetch_concurrency": 2}}  # fmt: skip
     landed, paused = 0, []
     for kill in range(kills):
         if kill in on_index:

@@ -49,7 +49,7 @@ SEED = 11
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("crash")
-    with PictureServer(ITEMS) as server:
+    with PictureServer(ITEMS, latency=0.04) as server:
         urls = server.write_list(tmp / "urls.txt")
         run = crash_ingest(tmp / "home", server, urls, KILLS, SEED)
         yield {**run, "home": tmp / "home", "expected": server.expected, "urls": urls}
@@ -218,9 +218,10 @@ def test_a_full_disk_gives_a_typed_error_and_the_run_resumes_once_there_is_room(
 
 
 def test_decode_workers_exit_when_the_ingest_process_alone_is_killed(tmp_path: Path) -> None:
-    with PictureServer(300) as server:
+    with PictureServer(300, latency=0.04) as server:
         urls = server.write_list(tmp_path / "urls.txt")
-        config = {"home": str(tmp_path / "home"), "collection": "orphans", "urls": str(urls)}
+        config = {"home": str(tmp_path / "home"), "collection": "orphans", "urls": str(urls),
+                  "settings": {"fetch_concurrency": 2}}  # fmt: skip
         proc = start({**config, "mode": "ingest", "workers": 1})
         try:
             assert kill_main_only(proc, delay=2.0) > 0, "no decode worker was running"
