@@ -170,24 +170,9 @@ class JobQueue:
     ) -> tuple[bool, bool]:
         """Heartbeat (+ progress, + log lines) of a running job: (still ours, cancel asked)."""
         values: dict[str, Any] = {"heartbeat_at": time.time()}
-        if progress:
-            values.update(
-                {
-                    k: progress[k]
-                    for k in ("stage", "done", "total", "counts", "message")
-                    if k in progress
-                }
-            )
+        values.update(_progress_values(progress))
         with transaction(self.engine) as conn:
-            owned = conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.worker_id == worker_id,
-                    jobs.c.status == JobStatus.RUNNING.value,
-                )
-                .values(**values)
-            ).rowcount
+            owned = _update_if_owned(conn, job_id, worker_id, values)
             if not owned:
                 return False, False
             for at, level, message in lines:
@@ -215,24 +200,9 @@ class JobQueue:
             "result": dict(result) if result is not None else None,
             "error": self._clean(error) if error else None,
         }
-        if progress:
-            values.update(
-                {
-                    k: progress[k]
-                    for k in ("stage", "done", "total", "counts", "message")
-                    if k in progress
-                }
-            )
+        values.update(_progress_values(progress))
         with transaction(self.engine) as conn:
-            owned = conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.worker_id == worker_id,
-                    jobs.c.status == JobStatus.RUNNING.value,
-                )
-                .values(**values)
-            ).rowcount
+            owned = _update_if_owned(conn, job_id, worker_id, values)
             if owned:
                 for at, level, message in lines:
                     self._log(conn, job_id, level, message, at=at)
@@ -397,3 +367,24 @@ def _job(row: Any, lines: list[LogLine] | None = None) -> Job:
         heartbeat_at=row.heartbeat_at,
         logs=lines or [],
     )
+
+
+def _progress_values(progress: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The progress columns present in ``progress`` (none when it is empty)."""
+    keys = ("stage", "done", "total", "counts", "message")
+    return {k: progress[k] for k in keys if k in progress} if progress else {}
+
+
+def _update_if_owned(
+    conn: Connection, job_id: int, worker_id: str, values: Mapping[str, Any]
+) -> int:
+    """Update a job only while ``worker_id`` still runs it (the fence); rows changed (0 or 1)."""
+    return conn.execute(
+        update(jobs)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.worker_id == worker_id,
+            jobs.c.status == JobStatus.RUNNING.value,
+        )
+        .values(**values)
+    ).rowcount
