@@ -108,3 +108,25 @@ def test_the_urls_source_is_registered_and_satisfies_the_source_protocol(tmp_pat
     context = SourceContext(Settings(home=tmp_path / "home"), no_fetcher)
     src = default_registry(with_entry_points=False).create_source("urls", context, path=path)
     assert isinstance(src, Source) and src.name == "urls"
+
+
+def test_credentials_in_a_listed_url_are_masked_in_the_key_and_kept_for_the_download(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "list.txt"
+    path.write_text(
+        "https://img.example/a.jpg?api_key=s3cret&size=2\n"
+        "https://img.example/a.jpg?api_key=other&size=2\n"  # the same picture, another key
+        "https://user:pw@img.example/b.jpg\n"
+        "https://img.example/c.jpg?size=2\n"
+    )
+    source = UrlListSource(path)
+    a, b, c = source.iter_candidates()
+    assert (a.key, a.uri) == ("https://img.example/a.jpg?api_key=***&size=2",) * 2
+    assert a.download_url == "https://img.example/a.jpg?api_key=s3cret&size=2"
+    assert (b.key, b.download_url) == (
+        "https://img.example/b.jpg",
+        "https://user:pw@img.example/b.jpg",
+    )
+    assert c.key == c.download_url == "https://img.example/c.jpg?size=2" and c.fetch_url is None
+    assert source.duplicates == 1

@@ -270,7 +270,7 @@ class Ingestor:
         if self.fetcher is None:
             raise ClipatlasError("this source offers remote pictures but no fetcher was given")
         fetched = self.fetcher().fetch_many(
-            (c.uri for c in todo), concurrency=self.fetch_concurrency, expect="any"
+            (c.download_url for c in todo), concurrency=self.fetch_concurrency, expect="any"
         )
         for c, (_, outcome) in zip(todo, fetched, strict=True):
             if isinstance(outcome, FetchError):

@@ -19,7 +19,10 @@ class Candidate:
     """One picture a source offers, before anything is read or decoded.
 
     ``key`` identifies it within its source and is stable across runs (a relative path, a
-    URL, an API image id); (source, key) is unique in a collection.
+    URL, an API image id); (source, key) is unique in a collection. ``key`` and ``uri`` are
+    stored with the item, so they never carry a credential: when the address to download
+    holds one (a listed URL with ``?api_key=...``), it travels in ``fetch_url`` only, which is
+    used for the download and never stored.
     """
 
     source: str
@@ -29,6 +32,11 @@ class Candidate:
     size: int | None = None
     mtime: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    fetch_url: str | None = None  # the address to download, when it differs from ``uri``
+
+    @property
+    def download_url(self) -> str:
+        return self.fetch_url or self.uri
 
 
 @runtime_checkable

@@ -6,7 +6,9 @@
   every other field is kept as meta. Lines that are not a JSON object with a string URL are
   skipped and their line numbers listed in :attr:`UrlListSource.skipped_lines`.
 
-The key of a candidate is its URL with surrounding whitespace removed; a URL listed twice is
+The key (and stored ``uri``) of a candidate is its URL with surrounding whitespace removed and
+credentials masked (:func:`~clipatlas.fetch.redact.redact`: ``?api_key=***``, no userinfo): the
+full URL is used for the download only, never stored. A URL listed twice (after masking) is
 offered once. URLs that are not ``http``/``https`` with a host are skipped and listed in
 :attr:`UrlListSource.invalid_urls` as ``(line, url)``. A missing file, an unknown extension or
 a missing URL column raise :class:`~clipatlas.errors.SourceError`.
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from clipatlas.errors import SourceError
+from clipatlas.fetch.redact import redact
 from clipatlas.sources.base import Candidate
 
 if TYPE_CHECKING:
@@ -79,13 +82,15 @@ class UrlListSource:
                 return
             url = raw.strip()
             if not _is_web_url(url):
-                self.invalid_urls.append((line, url))
+                self.invalid_urls.append((line, redact(url)))
                 continue
-            if url in seen:
+            key = redact(url)
+            if key in seen:
                 self.duplicates += 1
                 continue
-            seen.add(url)
-            yield Candidate(source=self.name, key=url, uri=url, meta=meta)
+            seen.add(key)
+            fetch_url = url if key != url else None
+            yield Candidate(source=self.name, key=key, uri=key, meta=meta, fetch_url=fetch_url)
 
     def _open(self) -> Any:
         try:
