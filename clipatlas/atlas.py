@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["Atlas", "CollectionStats", "ImportReport", "list_collections"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SUMMARY_LAG = 5.0  # seconds; see Atlas.summary_lag
 
 
 @dataclass(frozen=True)
@@ -546,9 +547,18 @@ class Atlas(RunsMixin):
 
     # -- information -------------------------------------------------------------------------
 
-    def stats(self) -> CollectionStats:
+    def summary_lag(self) -> float:
+        """Seconds counts shown on pages may lag behind writes: none unless searches may use
+        a stale index (``index_staleness``, as under ``clipatlas serve``), then at most
+        :data:`SUMMARY_LAG`, so a page viewed during an ingest does not recount the
+        collection after every batch."""
+        return min(self.settings.index_staleness, SUMMARY_LAG)
+
+    def stats(self, max_age: float | None = None) -> CollectionStats:
+        """Counts of the collection; ``max_age`` as in :meth:`summary_lag` (its default)."""
         self.collection = self.store.get_collection(self.name)
-        counts = self.store.counts(self.collection)
+        lag = self.summary_lag() if max_age is None else max_age
+        counts = self.store.counts(self.collection, lag)
         return CollectionStats(
             name=self.name,
             database=self.store.engine.url.render_as_string(hide_password=True),

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
         default=0.0,
         ge=0,
         description="Seconds a search may use an index older than the latest write while it is "
-        "rebuilt in the background (0 = always current; `clipatlas serve` uses 30).",
+        "rebuilt in the background (0 = always current; `clipatlas serve` uses 30); when set, "
+        "counts shown on pages may also lag writes, by at most 5 s.",
     )
     copy_media: bool = Field(
         default=False, description="Copy originals of folder ingests into the media store."

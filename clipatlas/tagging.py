@@ -136,12 +136,15 @@ def tag_counts(atlas: Atlas, limit: int = 200) -> dict[str, int]:
     key = (atlas.store.url, atlas.collection.id)
     version = atlas.store.version(atlas.collection)
 
+    lag = atlas.summary_lag()  # a page viewed during an ingest: not a recount per batch
+
     def fresh(hit: tuple[int, int, float, Counter[str]] | None) -> bool:
+        age = time.monotonic() - hit[2] if hit is not None else 0.0
         return (
             hit is not None
-            and hit[0] == version
+            and (hit[0] == version or age < lag)
             and hit[1] == _generation[0]
-            and time.monotonic() - hit[2] < COUNTS_TTL
+            and age < COUNTS_TTL
         )
 
     hit = _counts_cache.get(key)

@@ -172,3 +172,39 @@ def test_counts_and_fingerprint_follow_every_write_and_lookups_use_primary_keys(
     assert store.get_items(other, ids) == []  # ids of another collection are not returned
     store.analyze()
     assert [i.source_key for i in store.get_items(c, [ids[1], ids[0]])] == ["b", "a"]
+
+
+def test_counts_may_lag_writes_by_max_age_and_are_current_without_it(store: SqlStore) -> None:
+    coll = store.bind_embedder(store.ensure_collection("c"), "fake:8", 8)
+    store.write_batch(coll, [_item("a.jpg", "a" * 64)], _vectors(1))
+    assert store.counts(coll, max_age=60) == {"ok": 1, "rejected": 0, "vectors": 1}
+    assert store.source_counts(coll, max_age=60) == {"folder": 1}
+    store.write_batch(coll, [_item("b.jpg", "b" * 64), _item("x", "", "rejected", "truncated")],
+                      _vectors(1, seed=1))  # fmt: skip
+    assert store.counts(coll, max_age=60)["ok"] == 1  # computed under a minute ago: kept
+    assert store.source_counts(coll, max_age=60) == {"folder": 1}
+    assert store.counts(coll) == {"ok": 2, "rejected": 1, "vectors": 2}  # current version
+    assert store.source_counts(coll) == {"folder": 3}
+    assert store.fingerprint(coll).count == 2  # the index key never lags
+
+
+def test_a_version_7_database_gets_the_page_indexes_and_pages_do_not_sort(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "x.db")
+    SqlStore(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_items_page"))
+        conn.execute(text("DROP INDEX ix_items_order"))
+        conn.execute(text("UPDATE schema_version SET version = 7"))
+    SqlStore(url).close()  # migrates
+    page = "SELECT id FROM items WHERE collection_id = 1 {} ORDER BY id LIMIT 60 OFFSET 100"
+    with engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT version FROM schema_version")).scalar_one() == SCHEMA_VERSION
+        )
+        for where in ("", "AND status = 'ok'"):
+            plan = " ".join(
+                str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + page.format(where)))
+            )
+            assert "TEMP B-TREE" not in plan and "ix_items_" in plan, plan
+    engine.dispose()

@@ -7,7 +7,7 @@ crash at any moment leaves either the whole batch or none of it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -73,7 +73,8 @@ class SqlStore:
         self.url = url
         self.vector_dtype = np.dtype(vector_dtype)
         # collection id -> ((id, version), counts); versions only grow, so a hit is current
-        self._counts_cache: dict[int, tuple[tuple[int, int], dict[str, int]]] = {}
+        # (what, collection id) -> (version, monotonic time, value); see _summary
+        self._summaries: dict[tuple[str, int], tuple[int, float, Any]] = {}
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database:
@@ -328,19 +329,35 @@ class SqlStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def counts(self, collection: CollectionInfo) -> dict[str, int]:
-        """Stored and rejected items and searchable vectors (cached per collection version:
-        counting 100k rows on every page view or search cost tens of milliseconds)."""
-        return dict(self._counted(collection, self.version(collection)))
+    def counts(self, collection: CollectionInfo, max_age: float = 0.0) -> dict[str, int]:
+        """Stored and rejected items and searchable vectors (see :meth:`_summary`)."""
+        return dict(self._summary("counts", collection, self._count, max_age))
 
-    def _counted(self, collection: CollectionInfo, version: int) -> dict[str, int]:
-        key = (collection.id, version)
-        cached = self._counts_cache.get(collection.id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        counts = self._count(collection)
-        self._counts_cache[collection.id] = (key, counts)
-        return counts
+    def source_counts(self, collection: CollectionInfo, max_age: float = 0.0) -> dict[str, int]:
+        """Items per source name (see :meth:`_summary`)."""
+        return dict(self._summary("sources", collection, self._count_sources, max_age))
+
+    def _summary(
+        self,
+        what: str,
+        collection: CollectionInfo,
+        compute: Callable[[CollectionInfo], Any],
+        max_age: float,
+        version: int | None = None,
+    ) -> Any:
+        """A whole-collection aggregate, cached per collection version: counting 100k rows on
+        every page view cost tens of milliseconds. With ``max_age`` > 0 a value computed less
+        than ``max_age`` seconds ago is returned even if writes came since, so pages viewed
+        during an ingest (a new version every batch) do not recount the collection each time."""
+        version = self.version(collection) if version is None else version
+        key = (what, collection.id)
+        cached = self._summaries.get(key)
+        now = time.monotonic()
+        if cached is not None and (cached[0] == version or now - cached[1] < max_age):
+            return cached[2]
+        value = compute(collection)
+        self._summaries[key] = (version, now, value)
+        return value
 
     def _count(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
@@ -361,6 +378,16 @@ class SqlStore:
             "rejected": by_status.get("rejected", 0),
             "vectors": vectors,
         }
+
+    def _count_sources(self, collection: CollectionInfo) -> dict[str, int]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(items.c.source, func.count())
+                .where(items.c.collection_id == collection.id)
+                .group_by(items.c.source)
+                .order_by(items.c.source)
+            ).all()
+        return {str(source): int(n) for source, n in rows}
 
     def reason_counts(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
@@ -387,7 +414,7 @@ class SqlStore:
                     collections.c.id == collection.id
                 )
             ).one()
-        counts = self._counted(collection, int(row.version))
+        counts = self._summary("counts", collection, self._count, 0.0, int(row.version))
         return Fingerprint(row.embedder_id, counts["vectors"], row.version)
 
     def load_vectors(self, collection: CollectionInfo) -> tuple[np.ndarray, np.ndarray]:

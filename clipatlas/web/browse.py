@@ -41,16 +41,7 @@ class Page:
 def overview(atlas: Atlas) -> dict[str, Any]:
     stats = atlas.stats().as_dict()
     stats.pop("database", None)  # may name a server; not needed in pages
-    with transaction(atlas.store.engine) as conn:
-        sources: dict[Any, Any] = dict(
-            conn.execute(
-                select(items.c.source, func.count())
-                .where(items.c.collection_id == atlas.collection.id)
-                .group_by(items.c.source)
-                .order_by(items.c.source)
-            ).all()
-        )
-    stats["sources"] = {str(k): int(v) for k, v in sources.items()}
+    stats["sources"] = atlas.store.source_counts(atlas.collection, atlas.summary_lag())
     return stats
 
 
@@ -98,13 +89,26 @@ def list_items(
         page_ids = ids[offset : offset + limit]
         return Page(len(ids), offset, limit, atlas.store.get_items(atlas.collection, page_ids))
     with transaction(atlas.store.engine) as conn:
-        total = int(conn.execute(select(func.count()).select_from(items).where(*cond)).scalar_one())
+        total = _total(atlas, status, reason, source)
+        if total is None:
+            query = select(func.count()).select_from(items).where(*cond)
+            total = int(conn.execute(query).scalar_one())
         page_ids = list(
             conn.execute(
                 select(items.c.id).where(*cond).order_by(items.c.id).offset(offset).limit(limit)
             ).scalars()
         )
     return Page(total, offset, limit, atlas.store.get_items(atlas.collection, page_ids))
+
+
+def _total(atlas: Atlas, status: str | None, reason: str | None, source: str | None) -> int | None:
+    """The page total from the collection's cached counts when the filters allow it."""
+    if reason or source:
+        return None
+    counts = atlas.store.counts(atlas.collection, atlas.summary_lag())
+    if status is None:
+        return counts["ok"] + counts["rejected"]
+    return counts[status] if status in ("ok", "rejected") else None
 
 
 def item_dict(collection: str, item: Item) -> dict[str, Any]:
