@@ -1,6 +1,7 @@
 """Images/second of the whole ingest pipeline vs. the model alone vs. a naive loop.
 
     .venv/bin/python bench/embed_throughput.py [--images 320] [--batch-size 32]
+    .venv/bin/python bench/embed_throughput.py --batch-sizes 8 16 32 64 [--images 96]
 
 All three are measured in one run on the same generated 512x768 JPEGs with a random-weight
 ViT-B/32-sized HF CLIP (random weights cost exactly what real ones do):
@@ -16,6 +17,10 @@ CPU has native bf16, else fp32), for fp32 and, when the ``onnx`` extra is instal
 reported apart, the pipeline reuses the cached int8 model); ``--precisions`` picks the list.
 The naive loop is fp32, as such code is written. Appends nothing; prints a Markdown block for
 bench/RESULTS.md (with the machine load before and after the run).
+
+``--batch-sizes`` measures only the model-only fp32 rate at each batch size (and at the
+automatic size, ``batch_size=0``), each size twice in ABBA order to even out a drifting load:
+the measurement behind the CPU default in ``clipatlas/embedders/batching.py``.
 """
 
 from __future__ import annotations
@@ -95,14 +100,56 @@ def _pipeline(
     return report.stored / seconds, report.stored
 
 
+def _sweep(sizes: list[int], images: int) -> None:
+    """Model-only fp32 images/s per batch size (0 = automatic), ABBA order."""
+    load_before = _load()
+    rates: dict[int, list[float]] = {size: [] for size in sizes}
+    resolved: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="clipatlas-bench-") as tmp:
+        work = Path(tmp)
+        model_dir = build_vit_b32_sized_hf_clip(work / "vit-b32")
+        files = write_good_jpegs(work / "jpegs", images, size=(512, 768))
+        for size in [*sizes, *reversed(sizes)]:
+            settings = Settings(home=work / "home", batch_size=size, precision="fp32")
+            embedder = default_registry().create_embedder(f"hf:{model_dir}", settings)
+            resolved[size] = embedder.batch_size  # type: ignore[attr-defined]
+            rates[size].append(_model_only(embedder, files, min(resolved[size], 16)))
+            del embedder
+    load_after = _load()
+
+    import torch
+
+    print(f"### embed_throughput batch sizes ({time.strftime('%Y-%m-%d')})\n")
+    print(f"`{' '.join(['.venv/bin/python', 'bench/embed_throughput.py', *sys.argv[1:]])}`  ")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), model only, fp32, "
+        f"{images} pre-decoded crops per run, ViT-B/32-sized random weights, each size run "
+        f"twice (ABBA); load average {load_before} before, {load_after} after\n"
+    )
+    print("| batch size | images/s (run 1, run 2) | mean |")
+    print("|---:|---:|---:|")
+    for size in sizes:
+        label = f"0 (automatic: {resolved[size]})" if size == 0 else str(size)
+        runs = ", ".join(f"{r:.1f}" for r in rates[size])
+        print(f"| {label} | {runs} | {sum(rates[size]) / len(rates[size]):.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--images", type=int, default=None, help="1000; 96 with --batch-sizes")
     parser.add_argument("--naive-images", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precisions", default=_default_precisions())
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", help="only sweep model-only fp32 over these sizes"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.batch_sizes:
+        _sweep(args.batch_sizes, args.images or 96)
+        return
+    args.images = args.images or 1000
     load_before = _load()
 
     with tempfile.TemporaryDirectory(prefix="clipatlas-bench-") as tmp:

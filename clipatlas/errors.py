@@ -547,3 +547,23 @@ class OnnxExportError(EmbedderError):
     def __init__(self, model: str, detail: str) -> None:
         self.model, self.detail = model, detail
         super().__init__(f"int8 image tower of {model}: {detail}")
+
+
+# -- automatic batch size (clipatlas.embedders.batching) --------------------------------------
+#   EmbedderOutOfMemoryError (EmbedderError)  a batch ran out of device memory even at size 1
+
+__all__ += ["EmbedderOutOfMemoryError"]
+
+
+class EmbedderOutOfMemoryError(EmbedderError):
+    """Item ``start`` (of ``stop - start``) of an embedding call did not fit on ``device``
+    even alone; ``what`` is ``pictures`` or ``texts``."""
+
+    def __init__(self, model: str, device: str, what: str, start: int, stop: int) -> None:
+        self.model, self.device, self.what = model, device, what
+        self.start, self.stop = start, stop
+        items = f"{start}" if stop - start <= 1 else f"{start}-{stop - 1}"
+        super().__init__(
+            f"{model}: out of memory on {device} embedding {what} [{items}] of the batch even "
+            "one at a time; free device memory, use a smaller model or another device"
+        )

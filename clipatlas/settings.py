@@ -54,7 +54,14 @@ class Settings(BaseSettings):
         "(checked against fp32 on the first batch), else fp32; int8 = ONNX Runtime dynamic int8 "
         "(the onnx extra; CPU; checked against fp32 the same way).",
     )
-    batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_size: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="Pictures per model batch; 0 = automatic: 32 on CPU, as many as fit in free "
+        "memory on CUDA (measured on the first batch, at most 256), 64 on MPS. Any size halves "
+        "and retries when a batch runs out of device memory.",
+    )
     workers: int = Field(
         default=0, ge=-1, description="Decode worker processes; 0 = automatic, -1 = in-process."
     )

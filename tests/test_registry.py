@@ -77,6 +77,6 @@ def test_settings_come_from_clipatlas_environment_variables(
         "fp32",
     )
     assert settings.collection_dir("c") == tmp_path / "h" / "collections" / "c"
-    monkeypatch.setenv("CLIPATLAS_BATCH_SIZE", "0")
+    monkeypatch.setenv("CLIPATLAS_BATCH_SIZE", "-1")
     with pytest.raises(ConfigError, match="batch_size"):
         load_settings()

@@ -32,7 +32,9 @@ def embed(
     ] = None,
     collection: Collection = "default",
     model: Annotated[str | None, Opt(help="Embedder for a new collection.")] = None,
-    batch_size: Annotated[int | None, Opt(help="Pictures per model batch.")] = None,
+    batch_size: Annotated[
+        int | None, Opt(min=0, help="Pictures per model batch (0 = automatic).")
+    ] = None,
     actors: Annotated[int, Opt(min=1, help="Model replicas (Ray actors).")] = 1,
     gpus: Annotated[float, Opt(min=0, help="GPUs per model replica.")] = 0.0,
     json_out: Json = False,

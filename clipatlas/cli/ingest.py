@@ -96,7 +96,9 @@ def ingest(
     model: Annotated[str | None, Opt(help="Embedder, e.g. hf:/path/to/local/model.")] = None,
     embed: Annotated[bool, Opt(help="Embed pictures (--no-embed: store only).")] = True,
     workers: Annotated[int | None, Opt(help="Decode processes (0 = auto).")] = None,
-    batch_size: Annotated[int | None, Opt(help="Pictures per model batch.")] = None,
+    batch_size: Annotated[
+        int | None, Opt(min=0, help="Pictures per model batch (0 = automatic).")
+    ] = None,
     allow_host: Annotated[list[str] | None, Opt(help="Allow a non-public host.")] = None,
     limit: Annotated[int | None, Opt(help="At most this many pictures (network).")] = None,
     query: Annotated[

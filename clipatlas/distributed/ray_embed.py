@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor
+from clipatlas.embedders.batching import CUDA_CAP, resolve_batch_size
 from clipatlas.errors import ClipatlasError, DistributedError, RayNotInstalledError
 from clipatlas.images import ImageLimits
 from clipatlas.pipeline.decode import (
@@ -236,12 +237,15 @@ def embed_with_ray(
         "gpus_per_actor": gpus_per_actor,
         "window": max(1, window),
     }
+    # rows per actor call (and per commit): as given, else automatic; GPU actors get up to
+    # CUDA_CAP rows a call and size their own GPU batches inside it (embedders/batching.py)
+    batch_size = s.batch_size or (CUDA_CAP if gpus_per_actor else resolve_batch_size(0, "cpu"))
     ingestor = _RayIngestor(
         atlas.store,
         atlas.collection,
         config,
         _Precomputed(embedder.id, embedder.dim),
-        batch_size=s.batch_size,
+        batch_size=batch_size,
         workers=-1,  # nothing is decoded here: results arrive decoded from the cluster
         progress=progress,
         fetcher=atlas.fetcher,

@@ -1,9 +1,10 @@
 """Where and how torch models run: device choice and batched, gradient-free inference.
 
 One place decides the torch device (``Settings.device``: ``auto`` picks CUDA, then Apple MPS,
-then CPU) and one helper runs a model over inputs in batches of ``Settings.batch_size`` under
-``torch.inference_mode()``, returning L2-normalised float32 numpy rows. Torch is imported inside
-the functions, so importing this module (and the registry) stays cheap.
+then CPU) and one helper runs a model over inputs in batches of ``Settings.batch_size`` (0 =
+automatic, see :mod:`clipatlas.embedders.batching`) under ``torch.inference_mode()``, returning
+L2-normalised float32 numpy rows. Torch is imported inside the functions, so importing this
+module (and the registry) stays cheap.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clipatlas.embedders.base import ImagePreprocessor, l2_normalize
+from clipatlas.embedders.batching import BatchSizer, run_in_batches
 from clipatlas.embedders.precision import PrecisionGuard
 from clipatlas.errors import ConfigError, EmbedderError
 
@@ -119,7 +121,7 @@ def crops_to_tensor(
 
 def embed_in_batches(
     items: Sequence[Any] | np.ndarray,
-    batch_size: int,
+    batch_size: int | BatchSizer,
     run: Callable[[Any], torch.Tensor],
     dim: int,
     precision: PrecisionGuard | None = None,
@@ -128,20 +130,24 @@ def embed_in_batches(
 
     ``items`` is a list (texts) or an array (pixels); ``run`` receives a slice of at most
     ``batch_size`` of them and returns an ``(n, dim)`` tensor, under ``torch.inference_mode()``.
-    Empty input gives a ``(0, dim)`` array. With a ``precision`` guard, each slice runs under
-    its precision (bf16 autocast, checked against fp32 on the first slice).
+    ``batch_size`` is a number or an embedder's :class:`BatchSizer` (automatic size, measured
+    on CUDA); either way a slice that runs out of memory is retried at half the size, so every
+    item comes back once, in order (:mod:`clipatlas.embedders.batching`). Empty input gives a
+    ``(0, dim)`` array. With a ``precision`` guard, each slice runs under its precision (bf16
+    autocast, checked against fp32 on the first slice).
     """
     import torch
 
     if len(items) == 0:
         return np.zeros((0, dim), np.float32)
-    chunks: list[np.ndarray] = []
+    sizer = batch_size if isinstance(batch_size, BatchSizer) else BatchSizer(batch_size)
+
+    def one(batch: Any) -> torch.Tensor:
+        return precision.run(run, batch) if precision is not None else run(batch)
+
     with torch.inference_mode():
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            features = precision.run(run, batch) if precision is not None else run(batch)
-            chunks.append(features.detach().to("cpu", torch.float32).numpy())
-    out = np.concatenate(chunks, axis=0)
+        chunks = run_in_batches(items, sizer, one)
+    out = torch.cat(chunks).numpy()
     if out.shape != (len(items), dim):
         raise EmbedderError(f"model returned shape {out.shape}, expected {(len(items), dim)}")
     return l2_normalize(out)

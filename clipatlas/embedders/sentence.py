@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor, l2_normalize
+from clipatlas.embedders.batching import resolve_batch_size
 from clipatlas.embedders.locate import ModelLocation, locate_model
 from clipatlas.embedders.runtime import resolve_device
 from clipatlas.errors import ModalityNotSupportedError
@@ -104,8 +105,8 @@ class SentenceEmbedder:
 
     def __init__(self, location: ModelLocation, settings: Settings) -> None:
         self.id = location.spec
-        self._batch_size = settings.batch_size
         device = resolve_device(settings.device)
+        self._batch_size = resolve_batch_size(settings.batch_size, device)  # 0 = automatic
 
         def attempt(local_files_only: bool) -> Any:
             from sentence_transformers import SentenceTransformer

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from clipatlas.embedders.base import ImagePreprocessor
+from clipatlas.embedders.batching import BatchSizer, image_item_bytes
 from clipatlas.embedders.precision import PrecisionGuard
 from clipatlas.embedders.runtime import crops_to_tensor, embed_in_batches, resolve_device
 from clipatlas.settings import Settings
@@ -37,11 +38,26 @@ class TorchImageTextEmbedder:
 
     def __init__(self, model_id: str, settings: Settings) -> None:
         self.id = model_id
-        self._batch_size = settings.batch_size
         self._device = resolve_device(settings.device)
+        # sized on first use (after the subclass loaded the model), see embedders/batching.py
+        self._image_sizer = BatchSizer(
+            settings.batch_size,
+            self._device,
+            item_bytes=lambda: image_item_bytes(self._preprocessor.crop),
+            model=model_id,
+            what="pictures",
+        )
+        self._text_sizer = BatchSizer(
+            settings.batch_size, self._device, model=model_id, what="texts"
+        )
         self.precision = PrecisionGuard(self.id, settings.precision, self._device)
         self._int8_cache = settings.home / "cache" / "onnx"
         self._int8_tower: Int8ImageTower | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Pictures per model batch now: ``Settings.batch_size``, or the automatic size."""
+        return self._image_sizer.size
 
     def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -74,7 +90,7 @@ class TorchImageTextEmbedder:
 
     def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
         return embed_in_batches(
-            np.asarray(pixels), self._batch_size, self._image_batch, self.dim, self.precision
+            np.asarray(pixels), self._image_sizer, self._image_batch, self.dim, self.precision
         )
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -84,4 +100,4 @@ class TorchImageTextEmbedder:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts are always embedded in fp32 (see :mod:`clipatlas.embedders.precision`)."""
-        return embed_in_batches(list(texts), self._batch_size, self._text_batch, self.dim)
+        return embed_in_batches(list(texts), self._text_sizer, self._text_batch, self.dim)

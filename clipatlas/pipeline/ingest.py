@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from clipatlas.embedders.base import Embedder
+from clipatlas.embedders.batching import embedder_batch_size
 from clipatlas.errors import ClipatlasError, FetchError, OperationCancelled, Reason
 from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate, rejected
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
@@ -198,7 +199,7 @@ class Ingestor:
         config: DecodeConfig,
         embedder: Embedder | None,
         *,
-        batch_size: int = 32,
+        batch_size: int = 0,
         workers: int = 0,
         progress: ProgressCallback | None = None,
         fetcher: Callable[[], Fetcher] | None = None,
@@ -210,10 +211,19 @@ class Ingestor:
         self.should_stop = should_stop or getattr(progress, "should_stop", None)
         self.embedder = embedder
         self.fetcher, self.fetch_concurrency = fetcher, fetch_concurrency
-        self.batch_size = batch_size
+        self.requested_batch_size = batch_size  # 0 = the embedder's own (automatic) size
         self.workers = resolve_workers(workers)
         self.progress = progress
         self.report = IngestReport()
+
+    @property
+    def batch_size(self) -> int:
+        """Pictures embedded (and committed) together: the explicit size, else the embedder's.
+
+        Read again after every batch, so the groups follow an automatic size that was measured
+        or backed off (:mod:`clipatlas.embedders.batching`) and match the model's batches.
+        """
+        return embedder_batch_size(self.embedder, self.requested_batch_size)
 
     def _pending(self, source: Source) -> list[Candidate]:
         known = self.store.known_keys(self.collection, source.name)
@@ -243,14 +253,15 @@ class Ingestor:
             emit(self.progress, ProgressEvent("ingest", 0, total, self._counts()))
             batch: list[Decoded] = []
             n_ok = 0
-            lookahead = 2 * self.batch_size + 8 * max(1, self.workers)
+            batch_size = self.batch_size
+            lookahead = 2 * batch_size + 8 * max(1, self.workers)
             for decoded in decoder.decode(self._jobs(todo), lookahead):
                 self._check_stop()
                 batch.append(decoded)
                 n_ok += decoded.item.status == "ok"
-                if n_ok >= self.batch_size:
+                if n_ok >= batch_size:
                     self._flush(batch, total)
-                    batch, n_ok = [], 0
+                    batch, n_ok, batch_size = [], 0, self.batch_size
             if batch:
                 self._flush(batch, total)
         self.report.seconds = time.perf_counter() - start
