@@ -148,6 +148,9 @@ def tag_counts(atlas: Atlas, limit: int = 200) -> dict[str, int]:
         )
 
     hit = _counts_cache.get(key)
+    current = hit is not None and hit[1] == _generation[0]  # no tag changed here since
+    if hit is not None and current and not fresh(hit) and lag > 0 and _count_lock.locked():
+        return dict(hit[3].most_common(limit))  # being recounted: the last count may lag
     if hit is None or not fresh(hit):
         with _count_lock:  # one thread counts; the others wait for its result
             hit = _counts_cache.get(key)

@@ -6,6 +6,7 @@ crash at any moment leaves either the whole batch or none of it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -75,6 +76,7 @@ class SqlStore:
         # collection id -> ((id, version), counts); versions only grow, so a hit is current
         # (what, collection id) -> (version, monotonic time, value); see _summary
         self._summaries: dict[tuple[str, int], tuple[int, float, Any]] = {}
+        self._summary_locks: dict[tuple[str, int], threading.Lock] = {}
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database:
@@ -352,12 +354,24 @@ class SqlStore:
         version = self.version(collection) if version is None else version
         key = (what, collection.id)
         cached = self._summaries.get(key)
-        now = time.monotonic()
-        if cached is not None and (cached[0] == version or now - cached[1] < max_age):
+        if cached is not None and (cached[0] == version or time.monotonic() - cached[1] < max_age):
             return cached[2]
-        value = compute(collection)
-        self._summaries[key] = (version, now, value)
-        return value
+        lock = self._summary_locks.setdefault(key, threading.Lock())
+        if max_age > 0 and cached is not None:
+            if not lock.acquire(blocking=False):
+                return cached[2]  # another thread is recounting; 50 threads need not
+        else:
+            lock.acquire()
+        try:
+            cached = self._summaries.get(key)  # counted while this thread waited?
+            if cached is not None and cached[0] == version:
+                return cached[2]
+            started = time.monotonic()
+            value = compute(collection)
+            self._summaries[key] = (version, started, value)
+            return value
+        finally:
+            lock.release()
 
     def _count(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
