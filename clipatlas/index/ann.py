@@ -234,6 +234,18 @@ def measure_recall(
 ) -> float:
     """Leave-one-out recall@10: each query is the stored vector of ``rows[i]``, and that vector
     is dropped from both answers (it would always be found). ``truth``: exact top-11 ids."""
+    return float(np.mean(_recall_hits(ann, queries, rows, truth, effort, rescore)))
+
+
+def _recall_hits(
+    ann: AnnIndex,
+    queries: np.ndarray,
+    rows: np.ndarray,
+    truth: np.ndarray,
+    effort: int | None,
+    rescore: int | None,
+) -> np.ndarray:
+    """Each query's recall@10 (see :func:`measure_recall`)."""
     own = ann.ids[rows]
     _, found = ann.search(queries, RECALL_K + 1, effort=effort, rescore=rescore)
     hits = []
@@ -241,23 +253,34 @@ def measure_recall(
         t_set = [i for i in t.tolist() if i != me][:RECALL_K]
         f_set = [i for i in f.tolist() if i != me][:RECALL_K]
         hits.append(len(set(f_set) & set(t_set)) / max(1, len(t_set)))
-    return float(np.mean(hits))
+    return np.asarray(hits, dtype=np.float64)
 
 
 def tune_effort(ann: AnnIndex, config: AnnConfig) -> tuple[int, int, float, int]:
     """The cheapest (search effort, rescore depth) reaching the target recall@10 on a sample of
     stored vectors (leave-one-out, see :func:`measure_recall`): (effort, rescore, recall,
-    sample size). The most thorough setting tried if none reaches the target."""
+    sample size). The most thorough setting tried if none reaches the target.
+
+    The target must hold for queries the sample did not see, so a setting is taken when the
+    sample's mean recall minus two standard errors reaches it (about 0.01 above the target
+    with 200 queries near 0.95): a setting tuned to just touch the target on its own sample
+    measured 0.949 on held-out queries at 1M vectors."""
     rows = _sample_rows(len(ann), config.sample, config.seed + 1)
     queries = _rows(ann.matrix, rows)
     _, truth = ann.search_exact(queries, RECALL_K + 1)
     best = (0, 0, -1.0)
     for effort in _EFFORT[ann.report.kind]:  # the effort (scan cost) first: rescoring is cheap
         for rescore in config.rescore:
-            recall = measure_recall(ann, queries, rows, truth, effort, rescore)
+            hits = _recall_hits(ann, queries, rows, truth, effort, rescore)
+            recall = float(hits.mean())
             if recall > best[2]:
                 best = (effort, rescore, recall)
-            if recall >= config.target_recall:
+            lower = (
+                recall - 2 * float(hits.std(ddof=1)) / np.sqrt(len(hits))
+                if len(hits) > 1
+                else recall
+            )
+            if lower >= config.target_recall:
                 return effort, rescore, round(recall, 4), len(rows)
     return best[0], best[1], round(best[2], 4), len(rows)
 
