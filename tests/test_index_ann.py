@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import faiss
@@ -29,6 +30,12 @@ def brute_force(matrix: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-(queries @ np.asarray(matrix, np.float32).T), axis=1, kind="stable")[:, :k]
 
 
+def mappings_of(path: Path) -> int:
+    """How many memory mappings of ``path`` this process has (Linux)."""
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return len({line.split()[0] for line in maps if line.endswith(str(path.resolve()))})
+
+
 def test_the_flat_file_is_memory_mapped_and_its_rows_are_the_float16_vectors(
     tmp_path: Path,
 ) -> None:
@@ -36,7 +43,8 @@ def test_the_flat_file_is_memory_mapped_and_its_rows_are_the_float16_vectors(
     write_flat(tmp_path / "v.faiss", x, "float16")
     opened = open_flat(tmp_path / "v.faiss", 3000)
     assert opened is not None
-    assert isinstance(opened.matrix, np.memmap) and opened.matrix.dtype == np.float16
+    assert opened.matrix.dtype == np.float16 and not opened.matrix.flags.writeable
+    assert mappings_of(tmp_path / "v.faiss") == 1  # FAISS's mapping, viewed: not mapped twice
     np.testing.assert_array_equal(opened.matrix, x.astype(np.float16))
     index = ExactIndex(np.arange(100, 3100), opened.matrix, opened.flat)
     queries = x[[0, 1234, 2999]]
@@ -45,6 +53,10 @@ def test_the_flat_file_is_memory_mapped_and_its_rows_are_the_float16_vectors(
     expected = np.sort(queries @ opened.matrix.astype(np.float32).T, axis=1)[:, ::-1][:, :10]
     np.testing.assert_allclose(scores, expected, atol=1e-5)
     assert open_flat(tmp_path / "v.faiss", 2999) is None  # a count mismatch is not trusted
+    rows = opened.matrix[5:7]
+    del opened, index
+    gc.collect()  # the slice keeps FAISS's index, and so the mapping, alive
+    np.testing.assert_array_equal(rows, x[5:7].astype(np.float16))
 
 
 def test_the_kind_is_chosen_by_collection_size() -> None:
@@ -119,7 +131,8 @@ def test_a_large_collection_searches_through_a_stored_ann_index(
         _fill(atlas, x)
         index = atlas.index()
         assert isinstance(index, AnnIndex) and index.report.kind == "hnsw"
-        assert index.report.meets_target and isinstance(index.matrix, np.memmap)
+        assert index.report.meets_target and not index.matrix.flags.writeable
+        assert mappings_of(next(atlas.cache_dir.glob("vectors-*.faiss"))) == 1
         names = sorted(
             p.name.split("-")[0] + p.suffix
             for p in atlas.cache_dir.iterdir()
