@@ -3,6 +3,10 @@
 For each N, generates N x 512 float32 unit vectors as a noisy mixture of 50 centres (known
 labels), then times
 
+* automatic K (``--k-range``, default 2..60): the library's own path,
+  ``clipatlas.analysis.clustering.runner.cluster_vectors`` with ``k=None`` (inertia/silhouette/
+  Davies-Bouldin curves fitted on a 20k sample, then the chosen K fitted on all N), with the
+  K it chose;
 * KMeans k=50: FAISS (``faiss.Kmeans(d, 50, niter=20, spherical=True)`` + assignment), sklearn
   MiniBatchKMeans (batch 4096), and sklearn full-batch KMeans (n_init=1) only up to 100k;
 * HDBSCAN (``sklearn.cluster.HDBSCAN``) on PCA-50 of a 20k sample, then nearest-centroid
@@ -16,6 +20,10 @@ ARI against the generating labels is printed beside each clustering as a sanity 
 
     .venv/bin/python bench/cluster_scale.py            # 100k and 1M (many minutes)
     .venv/bin/python bench/cluster_scale.py --quick    # 20k and 50k, a smoke run
+    .venv/bin/python bench/cluster_scale.py --sizes 1000000 --only autok
+
+Peak resident memory of the process is printed after each N (``ru_maxrss``: it never goes
+down, so it is the peak of everything measured so far, including the generated vectors).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -37,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipatlas.analysis.atlas_map import layout
 
 D, K = 512, 50
+METHODS = ("autok", "kmeans", "hdbscan", "map")
 
 
 def make_vectors(n: int, seed: int = 0, noise: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +92,23 @@ def bench_sklearn(x: np.ndarray, full: bool) -> tuple[np.ndarray, float]:
     return timed(lambda: model.fit_predict(x))
 
 
+def bench_auto_k(x: np.ndarray, k_range: tuple[int, int]) -> tuple[np.ndarray, float, str]:
+    from clipatlas.analysis.clustering.runner import ClusterParams, cluster_vectors
+
+    params = ClusterParams(k=None, k_range=k_range).check("bench", len(x))
+    fitted, secs = timed(lambda: cluster_vectors(np.arange(len(x)), x, params))
+    assert fitted.selection is not None
+    sel = fitted.selection
+    sample = min(len(x), params.sample)
+    note = (f"chose K={sel.chosen_k} (elbow {sel.elbow_k}, silhouette max {sel.silhouette_k}) "
+            f"from {k_range[0]}..{k_range[1]}, curves on {sample:,}")  # fmt: skip
+    return fitted.labels, secs, note
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def bench_hdbscan(x: np.ndarray, sample: int) -> tuple[np.ndarray, dict[str, float], int]:
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(len(x), size=min(sample, len(x)), replace=False))
@@ -116,7 +143,10 @@ def main() -> None:
         default=None,
         help="vectors placed by UMAP.transform beyond the sample (50000)",
     )
+    ap.add_argument("--k-range", type=int, nargs=2, default=(2, 60), metavar=("MIN", "MAX"))
+    ap.add_argument("--only", nargs="+", choices=METHODS, default=list(METHODS))
     args = ap.parse_args()
+    only = set(args.only)
     sizes = args.sizes or ([20_000, 50_000] if args.quick else [100_000, 1_000_000])
     map_sample = args.map_sample or (5_000 if args.quick else 30_000)
     limit = args.transform_limit or (5_000 if args.quick else 50_000)
@@ -127,9 +157,10 @@ def main() -> None:
         f" d={D}, k={K}, map sample {map_sample}, HDBSCAN sample {hdb_sample}",
         flush=True,
     )
-    warm = time.perf_counter()  # numba compiles UMAP's kernels on first use: not timed below
-    layout(make_vectors(3_000, seed=9)[0], sample=2_000, placement="transform", seed=0)
-    print(f"UMAP/numba warm-up (JIT compile, untimed): {time.perf_counter() - warm:.1f}s")
+    if "map" in only:
+        warm = time.perf_counter()  # numba compiles UMAP's kernels on first use: not timed
+        layout(make_vectors(3_000, seed=9)[0], sample=2_000, placement="transform", seed=0)
+        print(f"UMAP/numba warm-up (JIT compile, untimed): {time.perf_counter() - warm:.1f}s")
     rows: list[tuple[str, ...]] = []
     for n in sizes:
         (x, truth), t_gen = timed(lambda n=n: make_vectors(n))
@@ -140,54 +171,70 @@ def main() -> None:
             rows.append((f"{n:,}", method, f"{secs:.1f}", a, note))
             print(f"  {method:<44} {secs:8.1f}s  ARI {a}  {note}", flush=True)
 
-        lab, secs = bench_faiss(x)
-        row("KMeans k=50, faiss (20 iter, spherical)", secs, adjusted_rand_score(truth, lab))
-        lab, secs = bench_sklearn(x, full=False)
-        row("KMeans k=50, sklearn MiniBatch (3 inits)", secs, adjusted_rand_score(truth, lab))
-        if n <= 100_000:
+        if "autok" in only:
+            lab, secs, note = bench_auto_k(x, tuple(args.k_range))  # type: ignore[arg-type]
+            row("KMeans, automatic K (clipatlas cluster)", secs, adjusted_rand_score(truth, lab),
+                note)  # fmt: skip
+        if "kmeans" in only:
+            lab, secs = bench_faiss(x)
+            row("KMeans k=50, faiss (20 iter, spherical)", secs, adjusted_rand_score(truth, lab))
+            lab, secs = bench_sklearn(x, full=False)
+            row("KMeans k=50, sklearn MiniBatch (3 inits)", secs, adjusted_rand_score(truth, lab))
+        if "kmeans" in only and n <= 100_000:
             lab, secs = bench_sklearn(x, full=True)
             row("KMeans k=50, sklearn full batch (1 init)", secs, adjusted_rand_score(truth, lab))
-        lab, parts, found = bench_hdbscan(x, hdb_sample)
-        noise = float((lab == -1).mean())
-        row(
-            f"HDBSCAN on PCA-50 of {hdb_sample // 1000}k + nearest centroid",
-            sum(parts.values()),
-            adjusted_rand_score(truth, lab),
-            f"{found} clusters, {noise:.1%} noise; pca {parts['pca']:.1f}s, "
-            f"hdbscan {parts['hdbscan']:.1f}s, assign {parts['assign']:.1f}s",
-        )
-
-        m = layout(x, sample=map_sample, placement="knn", seed=0)
-        s = m.seconds
-        row(
-            f"map: PCA-50 + UMAP fit on {map_sample // 1000}k + kNN place rest",
-            s["total"],
-            None,
-            f"pca {s['pca']:.1f}s, umap fit {s['umap_fit']:.1f}s, "
-            f"place {n - map_sample:,} in {s['place']:.1f}s "
-            f"({(n - map_sample) / s['place']:,.0f}/s)",
-        )
-        placed = min(n - map_sample, limit)
-        t = layout(x[: map_sample + placed], sample=map_sample, placement="transform", seed=0)
-        rate = placed / t.seconds["place"]
-        est = t.seconds["pca"] + t.seconds["umap_fit"] + (n - map_sample) / rate
-        measured = placed == n - map_sample
-        row(
-            f"map: PCA-50 + UMAP fit on {map_sample // 1000}k + UMAP.transform rest",
-            t.seconds["total"] if measured else est,
-            None,
-            f"transform {rate:,.0f}/s"
-            + (
-                ""
-                if measured
-                else f" measured on {placed:,}; total EXTRAPOLATED for {n - map_sample:,}"
-            ),
-        )
+        if "hdbscan" in only:
+            hdbscan_row(x, truth, hdb_sample, row)
+        if "map" in only:
+            map_rows(x, n, map_sample, limit, row)
+        print(f"  peak RSS so far: {peak_rss_mb():,.0f} MB", flush=True)
         del x, truth
 
     print("\n| N | method | seconds | ARI | notes |\n|---:|---|---:|---:|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    print(f"\npeak RSS of the run: {peak_rss_mb():,.0f} MB")
+
+
+def hdbscan_row(x, truth, hdb_sample, row):  # type: ignore[no-untyped-def]
+    lab, parts, found = bench_hdbscan(x, hdb_sample)
+    noise = float((lab == -1).mean())
+    row(
+        f"HDBSCAN on PCA-50 of {hdb_sample // 1000}k + nearest centroid",
+        sum(parts.values()),
+        adjusted_rand_score(truth, lab),
+        f"{found} clusters, {noise:.1%} noise; pca {parts['pca']:.1f}s, "
+        f"hdbscan {parts['hdbscan']:.1f}s, assign {parts['assign']:.1f}s",
+    )
+
+
+def map_rows(x, n, map_sample, limit, row):  # type: ignore[no-untyped-def]
+    m = layout(x, sample=map_sample, placement="knn", seed=0)
+    s = m.seconds
+    row(
+        f"map: PCA-50 + UMAP fit on {map_sample // 1000}k + kNN place rest",
+        s["total"],
+        None,
+        f"pca {s['pca']:.1f}s, umap fit {s['umap_fit']:.1f}s, "
+        f"place {n - map_sample:,} in {s['place']:.1f}s "
+        f"({(n - map_sample) / s['place']:,.0f}/s)",
+    )
+    placed = min(n - map_sample, limit)
+    t = layout(x[: map_sample + placed], sample=map_sample, placement="transform", seed=0)
+    rate = placed / t.seconds["place"]
+    est = t.seconds["pca"] + t.seconds["umap_fit"] + (n - map_sample) / rate
+    measured = placed == n - map_sample
+    row(
+        f"map: PCA-50 + UMAP fit on {map_sample // 1000}k + UMAP.transform rest",
+        t.seconds["total"] if measured else est,
+        None,
+        f"transform {rate:,.0f}/s"
+        + (
+            ""
+            if measured
+            else f" measured on {placed:,}; total EXTRAPOLATED for {n - map_sample:,}"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ Fitting starts from greedy k-means++ seeds (drawn from at most 20 000 rows) and 
 FAISS ``Kmeans(spherical=True)`` when faiss is installed (multi-threaded, fine at 1M x 512) or
 scikit-learn's ``MiniBatchKMeans`` on L2-normalised vectors otherwise; never sklearn's
 full-batch ``KMeans``. The best of several restarts (total cosine) is kept: 8 up to 5000 items,
-3 above (:func:`restarts_for`), since a poor local optimum at the true K makes a jagged
-silhouette curve. Assignment is by highest cosine to the re-normalised centroids, computed in
+3 above (2 per K of an automatic-K curve; :func:`restarts_for`), since a poor local optimum at
+the true K makes a jagged silhouette curve. Assignment is by highest cosine to the re-normalised centroids, computed in
 chunks so memory stays bounded.
 
 Automatic K (:func:`select_k`) fits every K of the range on a sample and records three curves:
@@ -108,9 +108,14 @@ def _lloyd_faiss(x: np.ndarray, init: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(km.centroids, dtype=np.float32)
 
 
-def restarts_for(n: int) -> int:
-    """KMeans restarts: 8 up to 5000 items (cheap, and smooth auto-K curves), else 3."""
-    return 8 if n <= 5000 else 3
+def restarts_for(n: int, *, curve: bool = False) -> int:
+    """KMeans restarts: 8 up to 5000 items (cheap, and smooth auto-K curves), else 3 for a
+    final fit and 2 for each K of an automatic-K curve (on its sample of up to 20k items, where
+    restarts differ little): at 1M items, K = 2..60 took 133 s with 3 per K, 90% of it in the
+    curves (bench/cluster_scale.py --only autok)."""
+    if n <= 5000:
+        return 8
+    return 2 if curve else 3
 
 
 def fit_centroids(matrix: np.ndarray, k: int, *, seed: int = 0, restarts: int = 3) -> np.ndarray:
@@ -205,7 +210,8 @@ def select_k(
     sil: list[float] = []
     dbi: list[float] = []
     for done, k in enumerate(ks, 1):
-        centroids = fit_centroids(matrix, k, seed=seed, restarts=restarts_for(len(matrix)))
+        restarts = restarts_for(len(matrix), curve=True)
+        centroids = fit_centroids(matrix, k, seed=seed, restarts=restarts)
         labels, cos = assign(matrix, centroids)
         inertia.append(float(np.sum(2.0 - 2.0 * cos)))  # squared distance on the unit sphere
         sil.append(silhouette(matrix, labels, seed=seed) or -1.0)
