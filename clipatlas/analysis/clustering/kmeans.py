@@ -5,8 +5,8 @@ FAISS ``Kmeans(spherical=True)`` when faiss is installed (multi-threaded, fine a
 scikit-learn's ``MiniBatchKMeans`` on L2-normalised vectors otherwise; never sklearn's
 full-batch ``KMeans``. The best of several restarts (total cosine) is kept: 8 up to 5000 items,
 3 above (2 per K of an automatic-K curve; :func:`restarts_for`), since a poor local optimum at
-the true K makes a jagged silhouette curve. Assignment is by highest cosine to the re-normalised centroids, computed in
-chunks so memory stays bounded.
+the true K makes a jagged silhouette curve. Assignment is by highest cosine to the
+re-normalised centroids, computed in chunks so memory stays bounded.
 
 Automatic K (:func:`select_k`) fits every K of the range on a sample and records three curves:
 inertia (sum of squared distances to the centroid), silhouette (cosine, on a smaller sample) and
