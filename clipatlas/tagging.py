@@ -13,8 +13,6 @@ control characters; anything else is a :class:`~clipatlas.errors.ConfigError` na
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -80,9 +78,8 @@ def _change(atlas: Atlas, item_ids: Sequence[int], tag: str, add: bool) -> int:
                     meta.pop("tags", None)
                 conn.execute(update(items).where(items.c.id == row.id).values(meta=meta))
                 changed += 1
-    if changed:
-        with _cache_lock:
-            _generation[0] += 1
+    if changed:  # tag edits do not bump the version (the search index stays valid)
+        atlas.store.forget_summary("tags", atlas.collection)
     return changed
 
 
@@ -120,45 +117,18 @@ def ids_with_tag(atlas: Atlas, tag: str) -> list[int]:
     return out
 
 
-# (database url, collection id) -> (collection version, local tag generation, time, counts):
-# counting reads every tagged item's metadata (100k rows: seconds), so a gallery page reuses
-# the last count until the collection is written, a tag changes here, or COUNTS_TTL passes
-# (tags changed by another process)
+# counting reads every tagged item's metadata (100k rows: seconds), so pages reuse the last
+# count (SqlStore.cached_summary) until the collection is written, a tag changes through this
+# store, or COUNTS_TTL passes (tags changed by another process)
 COUNTS_TTL = 10.0
-_counts_cache: dict[tuple[str, int], tuple[int, int, float, Counter[str]]] = {}
-_generation = [0]
-_cache_lock = threading.Lock()
-_count_lock = threading.Lock()
 
 
 def tag_counts(atlas: Atlas, limit: int = 200) -> dict[str, int]:
     """The collection's tags with their item counts, most used first."""
-    key = (atlas.store.url, atlas.collection.id)
-    version = atlas.store.version(atlas.collection)
-
-    lag = atlas.summary_lag()  # a page viewed during an ingest: not a recount per batch
-
-    def fresh(hit: tuple[int, int, float, Counter[str]] | None) -> bool:
-        age = time.monotonic() - hit[2] if hit is not None else 0.0
-        return (
-            hit is not None
-            and (hit[0] == version or age < lag)
-            and hit[1] == _generation[0]
-            and age < COUNTS_TTL
-        )
-
-    hit = _counts_cache.get(key)
-    current = hit is not None and hit[1] == _generation[0]  # no tag changed here since
-    if hit is not None and current and not fresh(hit) and lag > 0 and _count_lock.locked():
-        return dict(hit[3].most_common(limit))  # being recounted: the last count may lag
-    if hit is None or not fresh(hit):
-        with _count_lock:  # one thread counts; the others wait for its result
-            hit = _counts_cache.get(key)
-            if hit is None or not fresh(hit):
-                generation = _generation[0]
-                hit = (version, generation, time.monotonic(), _count_tags(atlas))
-                _counts_cache[key] = hit
-    return dict(hit[3].most_common(limit))
+    counts: Counter[str] = atlas.store.cached_summary(
+        "tags", atlas.collection, lambda _: _count_tags(atlas), atlas.summary_lag(), ttl=COUNTS_TTL
+    )
+    return dict(counts.most_common(limit))
 
 
 def _count_tags(atlas: Atlas) -> Counter[str]:

@@ -208,3 +208,18 @@ def test_a_version_7_database_gets_the_page_indexes_and_pages_do_not_sort(tmp_pa
             )
             assert "TEMP B-TREE" not in plan and "ix_items_" in plan, plan
     engine.dispose()
+
+
+def test_a_cached_summary_expires_after_its_ttl_and_can_be_forgotten(store: SqlStore) -> None:
+    coll = store.ensure_collection("c")
+    calls: list[int] = []
+
+    def compute(_: object) -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert store.cached_summary("n", coll, compute) == 1
+    assert store.cached_summary("n", coll, compute) == 1  # same version: cached
+    store.forget_summary("n", coll)
+    assert store.cached_summary("n", coll, compute) == 2
+    assert store.cached_summary("n", coll, compute, ttl=0.0) == 3  # too old whatever the version

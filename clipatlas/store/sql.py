@@ -6,6 +6,7 @@ crash at any moment leaves either the whole batch or none of it.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,8 +74,7 @@ class SqlStore:
     def __init__(self, url: str, *, vector_dtype: str = "float16") -> None:
         self.url = url
         self.vector_dtype = np.dtype(vector_dtype)
-        # collection id -> ((id, version), counts); versions only grow, so a hit is current
-        # (what, collection id) -> (version, monotonic time, value); see _summary
+        # (what, collection id) -> (version, monotonic time, value); see cached_summary
         self._summaries: dict[tuple[str, int], tuple[int, float, Any]] = {}
         self._summary_locks: dict[tuple[str, int], threading.Lock] = {}
         parsed = make_url(url)
@@ -332,29 +332,36 @@ class SqlStore:
     # -- reading -----------------------------------------------------------------------------
 
     def counts(self, collection: CollectionInfo, max_age: float = 0.0) -> dict[str, int]:
-        """Stored and rejected items and searchable vectors (see :meth:`_summary`)."""
-        return dict(self._summary("counts", collection, self._count, max_age))
+        """Stored and rejected items and searchable vectors (see :meth:`cached_summary`)."""
+        return dict(self.cached_summary("counts", collection, self._count, max_age))
 
     def source_counts(self, collection: CollectionInfo, max_age: float = 0.0) -> dict[str, int]:
-        """Items per source name (see :meth:`_summary`)."""
-        return dict(self._summary("sources", collection, self._count_sources, max_age))
+        """Items per source name (see :meth:`cached_summary`)."""
+        return dict(self.cached_summary("sources", collection, self._count_sources, max_age))
 
-    def _summary(
+    def cached_summary(
         self,
         what: str,
         collection: CollectionInfo,
         compute: Callable[[CollectionInfo], Any],
-        max_age: float,
+        max_age: float = 0.0,
+        *,
+        ttl: float = math.inf,
         version: int | None = None,
     ) -> Any:
-        """A whole-collection aggregate, cached per collection version: counting 100k rows on
-        every page view cost tens of milliseconds. With ``max_age`` > 0 a value computed less
-        than ``max_age`` seconds ago is returned even if writes came since, so pages viewed
-        during an ingest (a new version every batch) do not recount the collection each time."""
+        """A whole-collection aggregate named ``what`` (counts, sources, tags), cached per
+        collection version: counting 100k rows on every page view cost tens of milliseconds.
+
+        With ``max_age`` > 0 a value computed less than ``max_age`` seconds ago is returned even
+        if writes came since, so pages viewed during an ingest (a new version every batch) do
+        not recount the collection each time; while one thread recounts, the others keep the
+        last value. ``ttl`` bounds the age of any value, for aggregates of changes that do not
+        bump the version (tags edited by another process); :meth:`forget_summary` drops one.
+        """
         version = self.version(collection) if version is None else version
         key = (what, collection.id)
         cached = self._summaries.get(key)
-        if cached is not None and (cached[0] == version or time.monotonic() - cached[1] < max_age):
+        if cached is not None and self._fresh(cached, version, max_age, ttl):
             return cached[2]
         lock = self._summary_locks.setdefault(key, threading.Lock())
         if max_age > 0 and cached is not None:
@@ -364,7 +371,7 @@ class SqlStore:
             lock.acquire()
         try:
             cached = self._summaries.get(key)  # counted while this thread waited?
-            if cached is not None and cached[0] == version:
+            if cached is not None and self._fresh(cached, version, 0.0, ttl):
                 return cached[2]
             started = time.monotonic()
             value = compute(collection)
@@ -372,6 +379,15 @@ class SqlStore:
             return value
         finally:
             lock.release()
+
+    @staticmethod
+    def _fresh(cached: tuple[int, float, Any], version: int, max_age: float, ttl: float) -> bool:
+        age = time.monotonic() - cached[1]
+        return age < ttl and (cached[0] == version or age < max_age)
+
+    def forget_summary(self, what: str, collection: CollectionInfo) -> None:
+        """Drop a cached aggregate (its data changed without a version bump)."""
+        self._summaries.pop((what, collection.id), None)
 
     def _count(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
@@ -428,7 +444,7 @@ class SqlStore:
                     collections.c.id == collection.id
                 )
             ).one()
-        counts = self._summary("counts", collection, self._count, 0.0, int(row.version))
+        counts = self.cached_summary("counts", collection, self._count, version=int(row.version))
         return Fingerprint(row.embedder_id, counts["vectors"], row.version)
 
     def load_vectors(self, collection: CollectionInfo) -> tuple[np.ndarray, np.ndarray]:
