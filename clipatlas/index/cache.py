@@ -139,8 +139,73 @@ def _exact(
             if len(matrix) == count:
                 return ExactIndex(ids, matrix)
     with _rebuild_lock(cache_dir):
+        caught_up = _catch_up(store, collection, cache_dir, token)
+        if caught_up is not None:
+            return _write(cache_dir, ids_path, npy_path, flat_path, *caught_up, flat_min,
+                          store.vector_dtype.name)  # fmt: skip
         return _rebuild(store, collection, cache_dir, ids_path, npy_path, flat_path, count,
                         flat_min, progress)  # fmt: skip
+
+
+def _catch_up(
+    store: SqlStore, collection: CollectionInfo, cache_dir: Path, token: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(ids, rows) of the collection now, from the cached state of an earlier version
+    of it plus the rows written since (:meth:`SqlStore.vector_changes`), or None when only a
+    full read will do (no earlier state, another embedder, most rows changed, or a row that
+    should be unchanged missing from the earlier state).
+
+    While an ingest job writes a batch every few seconds, the web app refreshes its index
+    every ``index_staleness`` seconds: reading only the new rows instead of every vector takes
+    the refresh at 100k items from over a second of GIL-holding row decoding to a fraction.
+    """
+    model, _, version = token.rsplit("-", 2)
+    earlier = _earlier_state(cache_dir, model, int(version))
+    if earlier is None:
+        return None
+    old_ids, old_rows, old_version = earlier
+    ids, changed, changed_rows = store.vector_changes(collection, old_version)
+    if len(ids) == 0 or len(changed) * 2 > len(ids):
+        return None
+    fresh = np.isin(ids, changed)
+    kept = ids[~fresh]
+    at = np.searchsorted(old_ids, kept)
+    if len(kept) and (at[-1] >= len(old_ids) or not np.array_equal(old_ids[at], kept)):
+        return None  # an unchanged row the earlier state lacks: not ours to guess
+    # rows stay in the earlier state's dtype (float16 in a flat file): a copy, no conversions
+    matrix = np.empty((len(ids), old_rows.shape[1]), dtype=old_rows.dtype)
+    if not fresh[: len(kept)].any():  # appends only (the usual ingest): one gather into place
+        np.take(old_rows, at, axis=0, out=matrix[: len(kept)])
+    else:
+        matrix[~fresh] = old_rows[at]
+    matrix[fresh] = changed_rows[np.searchsorted(changed, ids[fresh])]
+    return ids, matrix
+
+
+def _earlier_state(
+    cache_dir: Path, model: str, version: int
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The newest cached (ids, rows, version) of the same embedder older than ``version``."""
+    found = []
+    for ids_path in cache_dir.glob("ids-*.npy"):
+        parts = ids_path.stem.removeprefix("ids-").rsplit("-", 2)
+        if len(parts) == 3 and parts[0] == model and parts[1].isdigit() and parts[2].isdigit():
+            found.append((int(parts[2]), int(parts[1]), ids_path))
+    found = [f for f in found if f[0] < version]
+    for old_version, count, ids_path in sorted(found, reverse=True)[:1]:
+        old_token = f"{model}-{count}-{old_version}"
+        ids = np.load(ids_path)
+        flat_path = cache_dir / f"vectors-{old_token}.faiss"
+        npy_path = cache_dir / f"vectors-{old_token}.npy"
+        if len(ids) != count or count == 0:
+            return None
+        if flat_path.exists():
+            opened = open_flat(flat_path, count)
+            return None if opened is None else (ids, opened.matrix, old_version)
+        if npy_path.exists():
+            rows = np.load(npy_path, mmap_mode="r")
+            return (ids, rows, old_version) if len(rows) == count else None
+    return None
 
 
 def _rebuild(
@@ -156,9 +221,24 @@ def _rebuild(
 ) -> ExactIndex:
     emit(progress, ProgressEvent("index", 0, count, message="reading vectors"))
     ids, matrix = store.load_vectors(collection)
+    return _write(cache_dir, ids_path, npy_path, flat_path, ids, matrix, flat_min,
+                  store.vector_dtype.name)  # fmt: skip
+
+
+def _write(
+    cache_dir: Path,
+    ids_path: Path,
+    npy_path: Path,
+    flat_path: Path,
+    ids: np.ndarray,
+    matrix: np.ndarray,
+    flat_min: int,
+    dtype: str,
+) -> ExactIndex:
+    """Write one state's files (the ids last: they mark it complete) and open them."""
     _remove_stale(cache_dir, "\0")  # everything of ours goes: this state is being rebuilt
     if len(ids) >= flat_min:
-        write_flat(flat_path, matrix, store.vector_dtype.name)
+        write_flat(flat_path, matrix, dtype)
         del matrix
         write_atomic(ids_path, lambda fh: np.save(fh, ids))
         opened = open_flat(flat_path, len(ids))

@@ -465,6 +465,44 @@ class SqlStore:
         matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
         return np.asarray(ids, dtype=np.int64), matrix
 
+    def vector_changes(
+        self, collection: CollectionInfo, since_version: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What an index built at collection version ``since_version`` needs to catch up:
+        (ids of every stored item with a vector, ordered; ids among them written after
+        ``since_version``, ordered; those items' vectors as float32).
+
+        Every write that adds, replaces or re-embeds an item stamps the item's ``version``
+        with the collection's new version, so rows at or below ``since_version`` are unchanged
+        since then; rows that were deleted or rejected are simply absent from the first array.
+        """
+        stored = (
+            items.c.collection_id == collection.id,
+            items.c.status == "ok",
+        )
+        every = (
+            select(embeddings.c.item_id)
+            .join(items, embeddings.c.item_id == items.c.id)
+            .where(*stored)
+            .order_by(embeddings.c.item_id)
+        )
+        newer = (
+            select(embeddings.c.item_id, embeddings.c.dtype, embeddings.c.vector)
+            .join(items, embeddings.c.item_id == items.c.id)
+            .where(*stored, items.c.version > since_version)
+            .order_by(embeddings.c.item_id)
+        )
+        dim = collection.dim or 0
+        changed: list[int] = []
+        chunks: list[np.ndarray] = []
+        with self._tx() as conn:  # one transaction: one snapshot on SQLite
+            ids = np.fromiter(conn.execute(every).scalars(), dtype=np.int64)
+            for row in conn.execute(newer):
+                changed.append(row.item_id)
+                chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
+        matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
+        return ids, np.asarray(changed, dtype=np.int64), matrix
+
     def get_items(self, collection: CollectionInfo, ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked (unknown ids are skipped)."""
         wanted = [int(i) for i in ids]
