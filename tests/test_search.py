@@ -170,3 +170,35 @@ def test_one_atlas_serves_concurrent_searches_from_many_threads(colour_atlas: At
         found = list(pool.map(lambda w: (w, [h.id for h in fresh.search_text(w, k=3)]), words))
     assert all(ids == expected[w] for w, ids in found)
     fresh.close()
+
+
+@pytest.mark.parametrize("load", [0.0, 1.9, 8.0])
+def test_a_split_scan_is_taken_only_with_cores_to_spare_and_finds_the_same_hits(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, load: float
+) -> None:
+    import clipatlas.index.exact as exact
+    from clipatlas.index.cache import open_flat, write_flat
+
+    rng = np.random.default_rng(5)
+    m = rng.standard_normal((3000, 32)).astype(np.float32)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    write_flat(tmp_path / "v.faiss", m, "float16")
+    opened = open_flat(tmp_path / "v.faiss", 3000)
+    assert opened is not None
+    index = ExactIndex(np.arange(100, 3100), opened.matrix, opened.flat)
+    searched_ranges: list[object] = []
+    real_map = exact._threads().map
+
+    def counting_map(fn: object, params: list[object]) -> object:
+        searched_ranges.extend(params)
+        return real_map(fn, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(exact, "_SPLIT_MIN", 1000)
+    monkeypatch.setattr(exact.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(exact.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(exact._threads(), "map", counting_map)
+    q = m[[7, 2999]] + 0.01
+    _, ids = index.search(q, 10)
+    assert len(searched_ranges) == (2 if load < 1.5 else 0)  # idle cores: one range per core
+    brute = np.asarray(opened.matrix, dtype=np.float32) @ q.T
+    assert (ids == np.argsort(-brute.T, axis=1, kind="stable")[:, :10] + 100).all()
