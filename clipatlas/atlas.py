@@ -567,7 +567,7 @@ class Atlas(RunsMixin):
             stored=counts["ok"],
             rejected=counts["rejected"],
             vectors=counts["vectors"],
-            reasons=self.store.reason_counts(self.collection),
+            reasons=self.store.reason_counts(self.collection, lag),
         )
 
 

@@ -66,6 +66,8 @@ def test_batch_rows_and_vectors_are_written_together_and_read_back(store: SqlSto
     items = store.get_items(coll, [ids[2], ids[1]])
     assert [i.source_key for i in items] == ["b.jpg", "bad.jpg"]
     assert items[0].has_vector and not items[1].has_vector
+    assert store.reject_items(coll, [(ids[0], "manual", {})]) == 1
+    assert store.reason_counts(coll) == {"manual": 1, "truncated": 1}  # cached per version
 
 
 def test_a_second_copy_of_stored_bytes_becomes_a_duplicate_rejection(store: SqlStore) -> None:

@@ -430,7 +430,11 @@ class SqlStore:
             ).all()
         return {str(source): int(n) for source, n in rows}
 
-    def reason_counts(self, collection: CollectionInfo) -> dict[str, int]:
+    def reason_counts(self, collection: CollectionInfo, max_age: float = 0.0) -> dict[str, int]:
+        """Rejected items per reason (see :meth:`cached_summary`)."""
+        return dict(self.cached_summary("reasons", collection, self._count_reasons, max_age))
+
+    def _count_reasons(self, collection: CollectionInfo) -> dict[str, int]:
         with self._tx() as conn:
             rows = conn.execute(
                 select(items.c.reason, func.count())
