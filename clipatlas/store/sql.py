@@ -72,11 +72,30 @@ def sqlite_url(path: Path) -> str:
 
 def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")  # first: the pragmas below may wait for locks
+    _switch_to_wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def _switch_to_wal(cur: Any, wait: float = 30.0) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while other connections hold the file: switching a
+    NEW database to WAL needs it to itself, and SQLite may answer "database is locked" at once
+    instead of waiting (seen with 8 processes creating one file at once on a loaded machine)."""
+    import sqlite3
+
+    deadline = time.monotonic() + wait
+    delay = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 class SqlStore:
