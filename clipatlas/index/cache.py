@@ -159,8 +159,8 @@ def _catch_up(
     every ``index_staleness`` seconds: reading only the new rows instead of every vector takes
     the refresh at 100k items from over a second of GIL-holding row decoding to a fraction.
     """
-    model, _, version = token.rsplit("-", 2)
-    earlier = _earlier_state(cache_dir, model, int(version))
+    parsed = _parse_token(token)
+    earlier = None if parsed is None else _earlier_state(cache_dir, parsed[0], parsed[2])
     if earlier is None:
         return None
     old_ids, old_rows, old_version = earlier
@@ -182,29 +182,40 @@ def _catch_up(
     return ids, matrix
 
 
+def _parse_token(token: str) -> tuple[str, int, int] | None:
+    """(model, count, version) of a :meth:`Fingerprint.token`, or None if it is not one."""
+    parts = token.rsplit("-", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return None
+
+
 def _earlier_state(
     cache_dir: Path, model: str, version: int
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """The newest cached (ids, rows, version) of the same embedder older than ``version``."""
-    found = []
-    for ids_path in cache_dir.glob("ids-*.npy"):
-        parts = ids_path.stem.removeprefix("ids-").rsplit("-", 2)
-        if len(parts) == 3 and parts[0] == model and parts[1].isdigit() and parts[2].isdigit():
-            found.append((int(parts[2]), int(parts[1]), ids_path))
-    found = [f for f in found if f[0] < version]
-    for old_version, count, ids_path in sorted(found, reverse=True)[:1]:
-        old_token = f"{model}-{count}-{old_version}"
-        ids = np.load(ids_path)
-        flat_path = cache_dir / f"vectors-{old_token}.faiss"
-        npy_path = cache_dir / f"vectors-{old_token}.npy"
-        if len(ids) != count or count == 0:
-            return None
-        if flat_path.exists():
-            opened = open_flat(flat_path, count)
-            return None if opened is None else (ids, opened.matrix, old_version)
-        if npy_path.exists():
-            rows = np.load(npy_path, mmap_mode="r")
-            return (ids, rows, old_version) if len(rows) == count else None
+    found = [
+        (parsed[2], parsed[1], path)
+        for path in cache_dir.glob("ids-*.npy")
+        if (parsed := _parse_token(path.stem.removeprefix("ids-")))
+        and parsed[0] == model
+        and parsed[2] < version
+    ]
+    if not found:
+        return None
+    old_version, count, ids_path = max(found)
+    old_token = f"{model}-{count}-{old_version}"
+    ids = np.load(ids_path)
+    if len(ids) != count or count == 0:
+        return None
+    flat_path = cache_dir / f"vectors-{old_token}.faiss"
+    npy_path = cache_dir / f"vectors-{old_token}.npy"
+    if flat_path.exists():
+        opened = open_flat(flat_path, count)
+        return None if opened is None else (ids, opened.matrix, old_version)
+    if npy_path.exists():
+        rows = np.load(npy_path, mmap_mode="r")
+        return (ids, rows, old_version) if len(rows) == count else None
     return None
 
 

@@ -483,21 +483,8 @@ class SqlStore:
 
     def load_vectors(self, collection: CollectionInfo) -> tuple[np.ndarray, np.ndarray]:
         """All vectors of stored items as (ids int64, float32 matrix), ordered by id."""
-        q = (
-            select(embeddings.c.item_id, embeddings.c.dtype, embeddings.c.vector)
-            .join(items, embeddings.c.item_id == items.c.id)
-            .where(items.c.collection_id == collection.id, items.c.status == "ok")
-            .order_by(embeddings.c.item_id)
-        )
-        dim = collection.dim or 0
-        ids: list[int] = []
-        chunks: list[np.ndarray] = []
         with self._tx() as conn:
-            for row in conn.execution_options(yield_per=5000).execute(q):
-                ids.append(row.item_id)
-                chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
-        matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
-        return np.asarray(ids, dtype=np.int64), matrix
+            return _read_vectors(conn.execution_options(yield_per=5000), collection)
 
     def vector_changes(
         self, collection: CollectionInfo, since_version: int
@@ -510,32 +497,11 @@ class SqlStore:
         with the collection's new version, so rows at or below ``since_version`` are unchanged
         since then; rows that were deleted or rejected are simply absent from the first array.
         """
-        stored = (
-            items.c.collection_id == collection.id,
-            items.c.status == "ok",
-        )
-        every = (
-            select(embeddings.c.item_id)
-            .join(items, embeddings.c.item_id == items.c.id)
-            .where(*stored)
-            .order_by(embeddings.c.item_id)
-        )
-        newer = (
-            select(embeddings.c.item_id, embeddings.c.dtype, embeddings.c.vector)
-            .join(items, embeddings.c.item_id == items.c.id)
-            .where(*stored, items.c.version > since_version)
-            .order_by(embeddings.c.item_id)
-        )
-        dim = collection.dim or 0
-        changed: list[int] = []
-        chunks: list[np.ndarray] = []
         with self._tx() as conn:  # one transaction: one snapshot on SQLite
+            every = _stored_vectors(collection, embeddings.c.item_id)
             ids = np.fromiter(conn.execute(every).scalars(), dtype=np.int64)
-            for row in conn.execute(newer):
-                changed.append(row.item_id)
-                chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
-        matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
-        return ids, np.asarray(changed, dtype=np.int64), matrix
+            changed, matrix = _read_vectors(conn, collection, items.c.version > since_version)
+        return ids, changed, matrix
 
     def get_items(self, collection: CollectionInfo, ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked (unknown ids are skipped)."""
@@ -658,6 +624,31 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _stored_vectors(collection: CollectionInfo, *columns: Any) -> Any:
+    """SELECT ``columns`` of the embeddings of the collection's stored items, by item id."""
+    return (
+        select(*columns)
+        .join(items, embeddings.c.item_id == items.c.id)
+        .where(items.c.collection_id == collection.id, items.c.status == "ok")
+        .order_by(embeddings.c.item_id)
+    )
+
+
+def _read_vectors(
+    conn: Connection, collection: CollectionInfo, *where: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64, float32 matrix) of the stored items' vectors matching ``where``."""
+    q = _stored_vectors(collection, embeddings.c.item_id, embeddings.c.dtype, embeddings.c.vector)
+    ids: list[int] = []
+    chunks: list[np.ndarray] = []
+    for row in conn.execute(q.where(*where)):
+        ids.append(row.item_id)
+        chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
+    dim = collection.dim or 0
+    matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
+    return np.asarray(ids, dtype=np.int64), matrix
 
 
 def _item(r: Any) -> Item:
