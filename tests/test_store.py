@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,3 +226,30 @@ def test_a_cached_summary_expires_after_its_ttl_and_can_be_forgotten(store: SqlS
     store.forget_summary("n", coll)
     assert store.cached_summary("n", coll, compute) == 2
     assert store.cached_summary("n", coll, compute, ttl=0.0) == 3  # too old whatever the version
+
+
+class _LockedCursor:
+    """A DB-API cursor whose first ``locked`` journal-mode switches fail like SQLite's."""
+
+    def __init__(self, locked: int, error: str = "database is locked") -> None:
+        self.locked, self.error, self.calls = locked, error, 0
+
+    def execute(self, sql: str) -> None:
+        assert sql == "PRAGMA journal_mode=WAL"
+        self.calls += 1
+        if self.calls <= self.locked:
+            raise sqlite3.OperationalError(self.error)
+
+
+def test_switching_to_wal_is_retried_while_the_file_is_locked_and_only_then() -> None:
+    from clipatlas.store.sql import _switch_to_wal
+
+    cursor = _LockedCursor(locked=3)
+    _switch_to_wal(cursor)
+    assert cursor.calls == 4  # three refusals, then the switch
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(_LockedCursor(locked=10**6), wait=0.2)  # gives up after ``wait``
+    other = _LockedCursor(locked=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _switch_to_wal(other)
+    assert other.calls == 1  # any other error is not retried

@@ -7,6 +7,7 @@ crash at any moment leaves either the whole batch or none of it.
 from __future__ import annotations
 
 import math
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,8 +84,6 @@ def _switch_to_wal(cur: Any, wait: float = 30.0) -> None:
     """``PRAGMA journal_mode=WAL``, retried while other connections hold the file: switching a
     NEW database to WAL needs it to itself, and SQLite may answer "database is locked" at once
     instead of waiting (seen with 8 processes creating one file at once on a loaded machine)."""
-    import sqlite3
-
     deadline = time.monotonic() + wait
     delay = 0.01
     while True:
