@@ -9,10 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from clipatlas import Atlas
 from clipatlas.settings import Settings
 from clipatlas.store.base import NewItem
+from clipatlas.store.sql import SqlStore
 
 DIM = 16
 
@@ -129,4 +131,100 @@ def test_a_refresh_catches_up_the_same_way_on_postgresql(
     ids, matrix = atlas.store.load_vectors(atlas.collection)
     assert np.array_equal(refreshed.ids, ids)
     assert np.array_equal(np.asarray(refreshed.matrix, dtype=np.float32), matrix)
+    atlas.close()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_refresh_racing_an_ingest_reads_one_snapshot(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+    backend: str,
+) -> None:  # fmt: skip
+    """Another process replaces rows while the refresh reads: the refresh must see the rows
+    before or after, never half of each (it used to read the ids and the changed rows in two
+    statements, two snapshots, found rows it could not place and read every vector again)."""
+    if backend == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        settings = settings.model_copy(update={"database_url": url})
+    rng = np.random.default_rng(10)
+    atlas = _atlas(settings, 100)
+    store, c = atlas.store, atlas.collection
+    store.write_batch(c, _rows(range(200)), _vectors(rng, 200))
+    atlas.index(max_staleness=0)  # the cached state
+    store.write_batch(c, _rows(range(200, 232)), _vectors(rng, 32))  # newer than that state
+    before = store.load_vectors(c)
+    ingest = SqlStore(store.url)  # the job worker's own connections
+    replaced: list[list[int]] = []
+
+    def replace_mid_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if catching_up and not replaced and "embeddings" in statement:
+            # new rows first, so that SQLite (which reuses the highest rowids) gives the
+            # replacements other ids than the rows they replace, as PostgreSQL always does
+            new = _rows(range(300, 310)) + _rows(range(200, 232), "b")
+            ingest_c = ingest.get_collection(c.name)
+            replaced.append(ingest.write_batch(ingest_c, new, _vectors(rng, 42)))
+
+    catching_up = False
+    original = store.vector_changes
+
+    def vector_changes(*args: Any) -> Any:
+        nonlocal catching_up
+        catching_up = True
+        try:
+            return original(*args)
+        finally:
+            catching_up = False
+
+    monkeypatch.setattr(store, "vector_changes", vector_changes)
+    event.listen(store.engine, "after_cursor_execute", replace_mid_read)
+    reads = FullReads(atlas, monkeypatch)
+    refreshed = atlas.index(max_staleness=0)
+    event.remove(store.engine, "after_cursor_execute", replace_mid_read)
+
+    assert replaced, "the competing write did not happen during the refresh"
+    again = atlas.index(max_staleness=0)  # the next refresh catches up to the write
+    assert reads.count == 0  # neither refresh read every vector
+    after = store.load_vectors(c)
+
+    def same(index: Any, state: tuple[np.ndarray, np.ndarray]) -> bool:
+        rows = np.asarray(index.matrix, dtype=np.float32)
+        return np.array_equal(index.ids, state[0]) and np.array_equal(rows, state[1])
+
+    assert same(refreshed, before) or same(refreshed, after)  # one snapshot, not a mix
+    assert same(again, after)
+    ingest.close()
+    atlas.close()
+
+
+def test_a_state_holding_rows_newer_than_its_name_is_caught_up_from(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ingest commits between the fingerprint that names a refreshed state and the read of
+    its rows: the state holds more rows than its name counts. The next refresh still catches up
+    from it (it used to demand the named count and read every vector instead)."""
+    rng = np.random.default_rng(11)
+    atlas = _atlas(settings, 100)
+    store, c = atlas.store, atlas.collection
+    store.write_batch(c, _rows(range(200)), _vectors(rng, 200))
+    atlas.index(max_staleness=0)
+    store.write_batch(c, _rows(range(200, 232)), _vectors(rng, 32))
+    ingest = SqlStore(store.url)
+    original = store.vector_changes
+
+    def ingest_commits_first(*args: Any) -> Any:
+        ingest.write_batch(ingest.get_collection(c.name), _rows(range(300, 310)), _vectors(rng, 10))
+        return original(*args)
+
+    monkeypatch.setattr(store, "vector_changes", ingest_commits_first)
+    reads = FullReads(atlas, monkeypatch)
+    assert len(atlas.index(max_staleness=0)) == 242  # named for 232 rows, holds 242
+    monkeypatch.setattr(store, "vector_changes", original)
+    store.write_batch(c, _rows(range(400, 405)), _vectors(rng, 5))
+    refreshed = atlas.index(max_staleness=0)
+    assert reads.count == 0
+    ids, matrix = store.load_vectors(c)
+    assert np.array_equal(refreshed.ids, ids)
+    assert np.array_equal(np.asarray(refreshed.matrix, dtype=np.float32), matrix)
+    ingest.close()
     atlas.close()

@@ -193,20 +193,27 @@ def _parse_token(token: str) -> tuple[str, int, int] | None:
 def _earlier_state(
     cache_dir: Path, model: str, version: int
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The newest cached (ids, rows, version) of the same embedder older than ``version``."""
+    """The newest cached (ids, rows, version) of the same embedder not newer than ``version``.
+
+    A state may hold rows newer than its name says (it is named by the fingerprint taken
+    before the rows were read, and an ingest may commit in between) but never older, so
+    catching up from the version in its name is safe; its row count is checked against its
+    own files, not the count in the name.
+    """
     found = [
         (parsed[2], parsed[1], path)
         for path in cache_dir.glob("ids-*.npy")
         if (parsed := _parse_token(path.stem.removeprefix("ids-")))
         and parsed[0] == model
-        and parsed[2] < version
+        and parsed[2] <= version
     ]
     if not found:
         return None
-    old_version, count, ids_path = max(found)
-    old_token = f"{model}-{count}-{old_version}"
+    old_version, named_count, ids_path = max(found)
+    old_token = f"{model}-{named_count}-{old_version}"
     ids = np.load(ids_path)
-    if len(ids) != count or count == 0:
+    count = len(ids)
+    if count == 0:
         return None
     flat_path = cache_dir / f"vectors-{old_token}.faiss"
     npy_path = cache_dir / f"vectors-{old_token}.npy"

@@ -10,7 +10,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
@@ -482,8 +483,10 @@ class SqlStore:
 
     def load_vectors(self, collection: CollectionInfo) -> tuple[np.ndarray, np.ndarray]:
         """All vectors of stored items as (ids int64, float32 matrix), ordered by id."""
+        e = embeddings.c
+        q = _stored_vectors(collection, e.item_id, e.dtype, e.vector)
         with self._tx() as conn:
-            return _read_vectors(conn.execution_options(yield_per=5000), collection)
+            return _decode_vectors(collection, conn.execution_options(yield_per=5000).execute(q))
 
     def vector_changes(
         self, collection: CollectionInfo, since_version: int
@@ -495,12 +498,19 @@ class SqlStore:
         Every write that adds, replaces or re-embeds an item stamps the item's ``version``
         with the collection's new version, so rows at or below ``since_version`` are unchanged
         since then; rows that were deleted or rejected are simply absent from the first array.
+
+        One statement, so one snapshot: a transaction of two SELECTs is not one on either
+        backend (pysqlite opens no transaction for reads, PostgreSQL's READ COMMITTED takes a
+        snapshot per statement), and an ingest replacing rows between two reads made every
+        refresh during it distrust the result and read all the vectors again.
         """
-        with self._tx() as conn:  # one transaction: one snapshot on SQLite
-            every = _stored_vectors(collection, embeddings.c.item_id)
-            ids = np.fromiter(conn.execute(every).scalars(), dtype=np.int64)
-            changed, matrix = _read_vectors(conn, collection, items.c.version > since_version)
-        return ids, changed, matrix
+        fresh = items.c.version > since_version
+        vector = case((fresh, embeddings.c.vector), else_=None).label("vector")
+        q = _stored_vectors(collection, embeddings.c.item_id, embeddings.c.dtype, vector)
+        every: list[int] = []
+        with self._tx() as conn:
+            changed, matrix = _decode_vectors(collection, conn.execute(q), every.append)
+        return np.asarray(every, dtype=np.int64), changed, matrix
 
     def get_items(self, collection: CollectionInfo, ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked (unknown ids are skipped)."""
@@ -635,16 +645,19 @@ def _stored_vectors(collection: CollectionInfo, *columns: Any) -> Any:
     )
 
 
-def _read_vectors(
-    conn: Connection, collection: CollectionInfo, *where: Any
+def _decode_vectors(
+    collection: CollectionInfo, rows: Iterable[Any], seen: Callable[[int], Any] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids int64, float32 matrix) of the stored items' vectors matching ``where``."""
-    q = _stored_vectors(collection, embeddings.c.item_id, embeddings.c.dtype, embeddings.c.vector)
+    """(ids, float32 matrix) of the (item_id, dtype, vector) rows whose vector is not NULL;
+    ``seen`` is told every row's id."""
     ids: list[int] = []
     chunks: list[np.ndarray] = []
-    for row in conn.execute(q.where(*where)):
-        ids.append(row.item_id)
-        chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
+    for row in rows:
+        if seen is not None:
+            seen(row.item_id)
+        if row.vector is not None:
+            ids.append(row.item_id)
+            chunks.append(np.frombuffer(row.vector, dtype=np.dtype(row.dtype)))
     dim = collection.dim or 0
     matrix = np.vstack(chunks).astype(np.float32) if chunks else np.zeros((0, dim), np.float32)
     return np.asarray(ids, dtype=np.int64), matrix
