@@ -24,17 +24,23 @@ class State:
     pool: AtlasPool
 
 
-def _state(request: Request) -> State:
+# ``async def``, though nothing here waits: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hand-off per request (tens of microseconds) to read an attribute
+async def _state(request: Request) -> State:
+    return _app_state(request)
+
+
+async def _board(request: Request) -> JobBoard:
+    return _app_state(request).board
+
+
+async def _pool(request: Request) -> AtlasPool:
+    return _app_state(request).pool
+
+
+def _app_state(request: Request) -> State:
     state: State = request.app.state.clipatlas
     return state
-
-
-def _board(request: Request) -> JobBoard:
-    return _state(request).board
-
-
-def _pool(request: Request) -> AtlasPool:
-    return _state(request).pool
 
 
 StateDep = Annotated[State, Depends(_state)]
