@@ -138,7 +138,7 @@ def test_a_large_collection_searches_through_a_stored_ann_index(
             for p in atlas.cache_dir.iterdir()
             if not p.name.startswith(".")  # the rebuild lock
         )
-        assert names == ["ann.faiss", "ann.json", "ids.npy", "vectors.faiss"]
+        assert names == ["ann.faiss", "ann.json", "ann.npy", "ids.npy", "vectors.faiss"]
         hits = atlas.search_item(int(index.ids[7]), k=5)
         assert len(hits) == 5 and int(index.ids[7]) not in {h.id for h in hits}
         exact_ids = index.search_exact(x[7:8], 6)[1][0].tolist()
@@ -151,9 +151,65 @@ def test_a_large_collection_searches_through_a_stored_ann_index(
     )
     with Atlas.open("big", settings=big) as reopened:  # opens what is on disk
         assert isinstance(reopened.index(), AnnIndex) and calls == []
-        _fill(reopened, clustered(10, 32, seed=5), start=2500)  # a change: rebuilt once
-        assert len(reopened.index()) == 2510 and calls == ["built"]
+        _fill(reopened, clustered(10, 32, seed=5), start=2500)  # a small change: caught up
+        assert len(reopened.index()) == 2510 and calls == []
+        _fill(reopened, clustered(200, 32, seed=6), start=2510)  # 8% new: rebuilt once
+        assert len(reopened.index()) == 2710 and calls == ["built"]
         assert len(list(reopened.cache_dir.glob("ann-*.json"))) == 1
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_an_ann_index_of_an_earlier_state_serves_the_changed_collection(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """A served collection refreshes its index every few seconds while an ingest writes; the
+    ANN index (minutes to build at 1M) is not rebuilt for a few changed rows: it serves the
+    rows it holds, the changed ones are searched exactly, and what is gone is never returned."""
+    big = settings.model_copy(
+        update={"ann_threshold": 2000, "ann_kind": kind, "index_flat_min": 1000}
+    )
+    x = clustered(2500, 32, groups=40)
+    calls: list[str] = []
+    real_build = ann_module.build_ann
+    monkeypatch.setattr(
+        "clipatlas.index.cache.build_ann",
+        lambda *a, **kw: calls.append("built") or real_build(*a, **kw),
+    )
+    with Atlas.open("big", settings=big) as atlas:
+        _fill(atlas, x)
+        first = atlas.index()
+        assert isinstance(first, AnnIndex) and calls == ["built"]
+        store, c = atlas.store, atlas.collection
+        ids = [int(i) for i in first.ids]
+        new = clustered(20, 32, groups=3, seed=9)  # new items
+        _fill(atlas, new, start=5000)
+        moved = clustered(5, 32, seed=10)  # re-embedded in place
+        store.put_vectors(c, ids[100:105], moved)
+        store.reject_items(c, [(ids[7], "manual", {}), (ids[8], "manual", {})])
+        served = atlas.index(max_staleness=0)
+
+        assert calls == ["built"]  # not rebuilt
+        assert isinstance(served, AnnIndex) and served.recent is not None
+        assert len(served) == 2500 + 20 - 2
+        queries = np.vstack([new[:5], moved, x[7:9], x[100:105], x[200:220]])
+        scores, found = served.search(queries, 10)
+        _, truth = served.search_exact(queries, 10)
+        assert {ids[7], ids[8]}.isdisjoint(found.ravel().tolist())  # rejected: never returned
+        new_ids = store.find_items(c, source_keys=[f"k{5000 + i}" for i in range(5)])
+        assert found[:5, 0].tolist() == [new_ids[f"k{5000 + i}"] for i in range(5)]  # new: found
+        assert found[5:10, 0].tolist() == ids[100:105]  # re-embedded: found by the new vector
+        np.testing.assert_allclose(scores[:5, 0], 1.0, atol=1e-3)
+        recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+        assert recall >= 0.9
+        # exact scores for what is returned (rescored against the rows stored now)
+        rows = np.searchsorted(served.ids, found)
+        expected = np.einsum("qkd,qd->qk", np.asarray(served.matrix[rows], np.float32), queries)
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+
+    with Atlas.open("big", settings=big) as reopened:  # a new process: the same from disk
+        again = reopened.index()
+        assert calls == ["built"] and isinstance(again, AnnIndex) and again.recent is not None
+        np.testing.assert_array_equal(again.search(queries, 10)[1], found)
 
 
 def test_small_collections_stay_exact(settings: Settings) -> None:
@@ -188,3 +244,28 @@ def test_one_query_split_over_the_cores_matches_one_scan(
         assert ids.shape == (1, k) and np.isfinite(scores).all()
         assert (ids[0] == brute_force(opened.matrix, x[3:4], k)[0] + 7).all()
     assert exact_module.faiss.omp_get_max_threads() >= 1
+
+
+def test_an_ann_index_without_its_entry_ids_is_rebuilt_not_guessed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ANN index stored before its entries' ids were (or whose ids file is gone) cannot be
+    mapped to a newer state: the change rebuilds it."""
+    big = settings.model_copy(
+        update={"ann_threshold": 2000, "ann_kind": "ivf", "index_flat_min": 1000}
+    )
+    calls: list[str] = []
+    real_build = ann_module.build_ann
+    monkeypatch.setattr(
+        "clipatlas.index.cache.build_ann",
+        lambda *a, **kw: calls.append("built") or real_build(*a, **kw),
+    )
+    with Atlas.open("big", settings=big) as atlas:
+        _fill(atlas, clustered(2500, 32, groups=40))
+        atlas.index()
+        (ids_file,) = atlas.cache_dir.glob("ann-*.ids.npy")
+        ids_file.unlink()
+        _fill(atlas, clustered(10, 32, seed=5), start=2500)
+        index = atlas.index(max_staleness=0)
+        assert calls == ["built", "built"] and isinstance(index, AnnIndex)
+        assert index.recent is None and len(index) == 2510

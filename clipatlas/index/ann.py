@@ -26,7 +26,7 @@ import faiss as _faiss
 import numpy as np
 
 from clipatlas.atomic import write_atomic
-from clipatlas.index.exact import ExactIndex, faiss_threads_for, order_hits
+from clipatlas.index.exact import ExactIndex, faiss_threads_for, flat_index, order_hits
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 
 # faiss's bundled type stubs lag the library (no SearchParametersHNSW, PyCallbackIOWriter)
@@ -38,8 +38,11 @@ __all__ = [
     "AnnIndex",
     "AnnReport",
     "build_ann",
+    "catch_up_ann",
     "choose_kind",
     "load_ann",
+    "read_ann",
+    "read_report",
     "save_ann",
     "tune_faiss",
 ]
@@ -73,6 +76,9 @@ class AnnConfig:
     sample: int = 200  # queries (collection rows) used to measure recall
     rescore: tuple[int, ...] = (4, 10, 25)  # candidates per wanted hit tried, rescored exactly
     seed: int = 0
+    # share of the rows an ANN index built over an earlier state may miss (added, changed,
+    # removed since) and still serve, the rest searched exactly, before it is rebuilt
+    catch_up_limit: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -115,13 +121,29 @@ class AnnIndex(ExactIndex):
     """An ANN candidate generator over an :class:`ExactIndex`; ``search`` rescores exactly.
 
     ``search_exact`` (inherited) is still available, e.g. to check recall.
+
+    The ANN index may have been built over an earlier state of the collection (see
+    :func:`catch_up_ann`): then ``slot_rows`` maps each of its entries to the row of this
+    state holding the same, unchanged vector (-1 for rows since deleted, rejected or
+    re-embedded), and ``recent`` is an exact index over the rows it does not hold (added or
+    changed since), searched exactly beside it.
     """
 
-    def __init__(self, exact: ExactIndex, ann: Any, report: AnnReport) -> None:
+    def __init__(
+        self,
+        exact: ExactIndex,
+        ann: Any,
+        report: AnnReport,
+        *,
+        slot_rows: np.ndarray | None = None,
+        recent: ExactIndex | None = None,
+    ) -> None:
         super().__init__(exact.ids, exact.matrix, exact.flat)
-        if ann.ntotal != len(exact):
-            raise ValueError(f"{ann.ntotal} vectors in the ANN index for {len(exact)} ids")
+        slots = len(exact) if slot_rows is None else len(slot_rows)
+        if ann.ntotal != slots:
+            raise ValueError(f"{ann.ntotal} vectors in the ANN index for {slots} rows")
         self.ann, self.report = ann, report
+        self.slot_rows, self.recent = slot_rows, recent
 
     def _params(self, effort: int) -> Any:
         if self.report.kind == "ivf":
@@ -143,12 +165,19 @@ class AnnIndex(ExactIndex):
         with faiss_threads_for(len(queries)):
             _, rows = self.ann.search(queries, wanted, params=self._params(effort))
         rows = rows.astype(np.int64)
+        if self.slot_rows is not None:  # entries of an earlier state -> rows of this one
+            rows = np.where(rows >= 0, self.slot_rows[np.maximum(rows, 0)], -1)
         valid = rows >= 0
         vectors = np.zeros((*rows.shape, queries.shape[1]), dtype=np.float32)
         vectors[valid] = np.asarray(self.matrix[rows[valid]], dtype=np.float32)
         scores = np.einsum("qcd,qd->qc", vectors, queries)
         scores[~valid] = -np.inf
         rows = np.where(valid, rows, np.iinfo(np.int64).max)
+        if self.recent is not None and len(self.recent):  # rows the ANN index does not hold
+            with faiss_threads_for(len(queries)):
+                recent_scores, recent_ids = self.recent.search_exact(queries, k)
+            scores = np.concatenate([scores, recent_scores], axis=1)
+            rows = np.concatenate([rows, np.searchsorted(self.ids, recent_ids)], axis=1)
         scores, rows = order_hits(scores, rows)
         scores, rows = scores[:, :k], rows[:, :k]
         short = np.flatnonzero(~np.isfinite(scores).all(axis=1))
@@ -300,17 +329,58 @@ def save_ann(ann: AnnIndex, index_path: Path, report_path: Path) -> None:
 
 def load_ann(exact: ExactIndex, index_path: Path, report_path: Path, token: str) -> AnnIndex | None:
     """The stored ANN index for ``token`` (memory-mapped), or None if absent or stale."""
-    if not (index_path.exists() and report_path.exists()):
+    report = read_report(report_path)
+    if report is None or report.token != token or report.count != len(exact):
         return None
+    index = read_ann(index_path, report)
+    return None if index is None else AnnIndex(exact, index, report)
+
+
+def read_report(report_path: Path) -> AnnReport | None:
     try:
-        report = AnnReport.from_dict(json.loads(report_path.read_text()))
-    except (ValueError, TypeError):
+        return AnnReport.from_dict(json.loads(report_path.read_text()))
+    except (OSError, ValueError, TypeError):
         return None
-    if report.token != token or report.count != len(exact):
+
+
+def read_ann(index_path: Path, report: AnnReport) -> Any | None:
+    """The FAISS index stored for ``report``, or None if it is missing or of another size."""
+    if not index_path.exists():
         return None
     tune_faiss()
     if report.kind == "hnsw":  # the 8-bit codes memory-mapped, the graph read
         index = faiss.read_index(str(index_path), faiss.IO_FLAG_MMAP_IFC)
     else:  # IVF-PQ codes are dim/8 bytes a vector (64 MB per million at 512-d): read
         index = faiss.read_index(str(index_path))
-    return AnnIndex(exact, index, report)
+    return index if index.ntotal == report.count else None
+
+
+def catch_up_ann(
+    exact: ExactIndex,
+    ann: Any,
+    report: AnnReport,
+    ann_ids: np.ndarray,
+    changed: np.ndarray,
+    limit: float,
+) -> AnnIndex | None:
+    """Search ``exact`` (the collection now) through ``ann``, built over an earlier state whose
+    entries held the items ``ann_ids``, without rebuilding it: entries whose item is gone or
+    was written since the build (``changed``: ids with a newer version) are ignored, and the
+    rows the ANN index does not hold are searched exactly beside it. None when more than
+    ``limit`` of the rows are not covered (a rebuild is due: the exact part grows, and the
+    ANN index's clusters or graph were fitted to the data as it was)."""
+    n = len(exact)
+    if n == 0 or len(ann_ids) != ann.ntotal:
+        return None
+    at = np.minimum(np.searchsorted(exact.ids, ann_ids), n - 1)
+    live = (exact.ids[at] == ann_ids) & ~np.isin(ann_ids, changed)
+    slot_rows = np.where(live, at, -1)
+    covered = np.zeros(n, dtype=bool)
+    covered[slot_rows[live]] = True
+    uncovered = np.flatnonzero(~covered)
+    if len(uncovered) + int((~live).sum()) > limit * n:
+        return None
+    rows = np.asarray(exact.matrix[uncovered])
+    flat = flat_index(rows, rows.dtype.name) if rows.dtype in (np.float16, np.float32) else None
+    recent = ExactIndex(exact.ids[uncovered], rows, flat)
+    return AnnIndex(exact, ann, report, slot_rows=slot_rows, recent=recent)

@@ -10,8 +10,11 @@ and older files are removed. Files in ``cache_dir`` (``<token>`` = the fingerpri
   ``vectors-<token>.faiss``: a FAISS flat index holding the rows in the store's dtype
   (float16 by default), for collections of at least ``flat_min`` vectors; its codes are the
   rows, and ``ExactIndex.matrix`` is a memory-mapped view of them (no second copy).
-* ``ann-<token>.faiss`` + ``ann-<token>.json``: the ANN index above the size threshold and
-  its build report (kind, parameters, chosen search effort, measured recall@10).
+* ``ann-<token>.faiss`` + ``ann-<token>.json`` + ``ann-<token>.ids.npy``: the ANN index above
+  the size threshold, its build report (kind, parameters, chosen search effort, measured
+  recall@10) and the item of each of its entries. It outlives later exact states: while
+  few rows changed since, it serves them with the changed rows searched exactly, and is
+  rebuilt once more than ``AnnConfig.catch_up_limit`` of them did.
 """
 
 from __future__ import annotations
@@ -26,8 +29,19 @@ import faiss as _faiss
 import numpy as np
 
 from clipatlas.atomic import write_atomic
-from clipatlas.index.ann import AnnConfig, build_ann, choose_kind, load_ann, save_ann, tune_faiss
-from clipatlas.index.exact import ExactIndex
+from clipatlas.index.ann import (
+    AnnConfig,
+    AnnIndex,
+    build_ann,
+    catch_up_ann,
+    choose_kind,
+    load_ann,
+    read_ann,
+    read_report,
+    save_ann,
+    tune_faiss,
+)
+from clipatlas.index.exact import ExactIndex, flat_index
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.store.base import CollectionInfo
 from clipatlas.store.sql import SqlStore
@@ -43,18 +57,7 @@ _PREFIXES = ("ids-", "vectors-", "ann-")
 
 def write_flat(path: Path, matrix: np.ndarray, dtype: str = "float16") -> None:
     """Write ``matrix`` as a FAISS flat inner-product index whose codes are its rows."""
-    dim = matrix.shape[1]
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"flat index rows must be float16 or float32, not {dtype}")
-    if dtype == "float16":
-        flat: Any = faiss.IndexScalarQuantizer(
-            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-    else:
-        flat = faiss.IndexFlatIP(dim)
-    for start in range(0, len(matrix), 65536):  # the codes are the rows, rounded by NumPy
-        rows = np.ascontiguousarray(matrix[start : start + 65536], dtype=dtype)
-        flat.add_sa_codes(rows.view(np.uint8).reshape(len(rows), -1))
+    flat = flat_index(matrix, dtype)
     write_atomic(path, lambda fh: faiss.write_index(flat, faiss.PyCallbackIOWriter(fh.write)))
 
 
@@ -111,9 +114,9 @@ def _rebuild_lock(cache_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _remove_stale(cache_dir: Path, token: str) -> None:
+def _remove_stale(cache_dir: Path, token: str, prefixes: tuple[str, ...] = _PREFIXES) -> None:
     for old in cache_dir.iterdir():
-        if old.name.startswith(_PREFIXES) and f"-{token}." not in old.name:
+        if old.name.startswith(prefixes) and f"-{token}." not in old.name:
             old.unlink(missing_ok=True)
 
 
@@ -254,7 +257,9 @@ def _write(
     dtype: str,
 ) -> ExactIndex:
     """Write one state's files (the ids last: they mark it complete) and open them."""
-    _remove_stale(cache_dir, "\0")  # everything of ours goes: this state is being rebuilt
+    # the exact files of every other state go; the ANN files stay until an ANN index is built
+    # for a newer state (an earlier one can serve a newer state, see _ann_catch_up)
+    _remove_stale(cache_dir, "\0", ("ids-", "vectors-"))
     if len(ids) >= flat_min:
         write_flat(flat_path, matrix, dtype)
         del matrix
@@ -292,11 +297,58 @@ def load_index(
     loaded = load_ann(exact, index_path, report_path, token)
     if loaded is not None and loaded.report.kind == kind:
         return loaded
+    caught_up = _ann_catch_up(store, collection, cache_dir, exact, kind, token, config)
+    if caught_up is not None:
+        return caught_up
     with _rebuild_lock(cache_dir):
         built = build_ann(exact, kind, token, config, progress)
         save_ann(built, index_path, report_path)
+        write_atomic(cache_dir / f"ann-{token}.ids.npy", lambda fh: np.save(fh, built.ids))
         _remove_stale(cache_dir, token)
     return built
+
+
+def _ann_catch_up(
+    store: SqlStore,
+    collection: CollectionInfo,
+    cache_dir: Path,
+    exact: ExactIndex,
+    kind: str,
+    token: str,
+    config: AnnConfig,
+) -> AnnIndex | None:
+    """The newest stored ANN index of an earlier state, serving the collection as it is now
+    (:func:`~clipatlas.index.ann.catch_up_ann`), or None when a rebuild is due.
+
+    Building one takes minutes at 1M vectors (IVF-PQ 33-90 s here, HNSW longer), and a served
+    collection refreshes its index every ``index_staleness`` seconds while an ingest writes:
+    without this, every refresh rebuilt it from scratch. The items written since the build
+    are found by version (like the exact index's catch-up), which is safe even when the build
+    read rows newer than its name."""
+    parsed = _parse_token(token)
+    if parsed is None:
+        return None
+    found = []
+    for path in cache_dir.glob("ann-*.json"):
+        old = _parse_token(path.stem.removeprefix("ann-"))
+        if old is not None and old[0] == parsed[0] and old[2] <= parsed[2]:
+            found.append((old[2], path))
+    if not found:
+        return None
+    old_version, report_path = max(found)
+    old_token = report_path.stem.removeprefix("ann-")
+    report = read_report(report_path)
+    if report is None or report.kind != kind:
+        return None
+    try:  # another process may be replacing these files (it removes them under its lock)
+        ann = read_ann(cache_dir / f"ann-{old_token}.faiss", report)
+        ann_ids = np.load(cache_dir / f"ann-{old_token}.ids.npy")
+    except (OSError, RuntimeError, ValueError):  # FAISS raises RuntimeError for I/O errors
+        return None
+    if ann is None:
+        return None
+    changed = store.changed_ids(collection, old_version)
+    return catch_up_ann(exact, ann, report, ann_ids, changed, config.catch_up_limit)
 
 
 def load_exact_index(

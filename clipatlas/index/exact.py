@@ -20,7 +20,7 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-__all__ = ["ExactIndex", "faiss_threads_for", "order_hits"]
+__all__ = ["ExactIndex", "faiss_threads_for", "flat_index", "order_hits"]
 
 faiss: Any = _faiss  # its bundled type stubs lag the library
 _BLOCK = 65536  # rows scored per step, to bound temporary memory on large collections
@@ -80,6 +80,23 @@ def _threads() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="clipatlas-scan")
     return _pool
+
+
+def flat_index(matrix: np.ndarray, dtype: str = "float16") -> Any:
+    """A FAISS flat inner-product index (in memory) whose codes are ``matrix``'s rows."""
+    dim = matrix.shape[1]
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"flat index rows must be float16 or float32, not {dtype}")
+    if dtype == "float16":
+        flat: Any = faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+    else:
+        flat = faiss.IndexFlatIP(dim)
+    for start in range(0, len(matrix), _BLOCK):  # the codes are the rows, rounded by NumPy
+        rows = np.ascontiguousarray(matrix[start : start + _BLOCK], dtype=dtype)
+        flat.add_sa_codes(rows.view(np.uint8).reshape(len(rows), -1))
+    return flat
 
 
 def order_hits(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -512,6 +512,17 @@ class SqlStore:
             changed, matrix = _decode_vectors(collection, conn.execute(q), every.append)
         return np.asarray(every, dtype=np.int64), changed, matrix
 
+    def changed_ids(self, collection: CollectionInfo, since_version: int) -> np.ndarray:
+        """Ids of the collection's items written (added, replaced, re-embedded, rejected)
+        after collection version ``since_version``, ordered."""
+        q = (
+            select(items.c.id)
+            .where(items.c.collection_id == collection.id, items.c.version > since_version)
+            .order_by(items.c.id)
+        )
+        with self._tx() as conn:
+            return np.fromiter(conn.execute(q).scalars(), dtype=np.int64)
+
     def get_items(self, collection: CollectionInfo, ids: Sequence[int]) -> list[Item]:
         """Items by id, in the order asked (unknown ids are skipped)."""
         wanted = [int(i) for i in ids]
