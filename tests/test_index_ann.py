@@ -111,6 +111,17 @@ def test_faiss_scores_query_batches_with_blas() -> None:
     assert faiss.cvar.distance_compute_blas_threshold == 20
 
 
+def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that gets "built" each time the index cache builds an ANN index."""
+    calls: list[str] = []
+    real_build = ann_module.build_ann
+    monkeypatch.setattr(
+        "clipatlas.index.cache.build_ann",
+        lambda *a, **kw: calls.append("built") or real_build(*a, **kw),
+    )
+    return calls
+
+
 def _fill(atlas: Atlas, vectors: np.ndarray, start: int = 0) -> None:
     atlas._bind("fake:32", vectors.shape[1])
     items = [
@@ -143,12 +154,7 @@ def test_a_large_collection_searches_through_a_stored_ann_index(
         assert len(hits) == 5 and int(index.ids[7]) not in {h.id for h in hits}
         exact_ids = index.search_exact(x[7:8], 6)[1][0].tolist()
         assert len({h.id for h in hits} & set(exact_ids)) >= 4
-    calls: list[str] = []
-    real_build = ann_module.build_ann
-    monkeypatch.setattr(
-        "clipatlas.index.cache.build_ann",
-        lambda *a, **kw: calls.append("built") or real_build(*a, **kw),
-    )
+    calls = count_builds(monkeypatch)
     with Atlas.open("big", settings=big) as reopened:  # opens what is on disk
         assert isinstance(reopened.index(), AnnIndex) and calls == []
         _fill(reopened, clustered(10, 32, seed=5), start=2500)  # a small change: caught up
@@ -169,12 +175,7 @@ def test_an_ann_index_of_an_earlier_state_serves_the_changed_collection(
         update={"ann_threshold": 2000, "ann_kind": kind, "index_flat_min": 1000}
     )
     x = clustered(2500, 32, groups=40)
-    calls: list[str] = []
-    real_build = ann_module.build_ann
-    monkeypatch.setattr(
-        "clipatlas.index.cache.build_ann",
-        lambda *a, **kw: calls.append("built") or real_build(*a, **kw),
-    )
+    calls = count_builds(monkeypatch)
     with Atlas.open("big", settings=big) as atlas:
         _fill(atlas, x)
         first = atlas.index()
@@ -254,12 +255,7 @@ def test_an_ann_index_without_its_entry_ids_is_rebuilt_not_guessed(
     big = settings.model_copy(
         update={"ann_threshold": 2000, "ann_kind": "ivf", "index_flat_min": 1000}
     )
-    calls: list[str] = []
-    real_build = ann_module.build_ann
-    monkeypatch.setattr(
-        "clipatlas.index.cache.build_ann",
-        lambda *a, **kw: calls.append("built") or real_build(*a, **kw),
-    )
+    calls = count_builds(monkeypatch)
     with Atlas.open("big", settings=big) as atlas:
         _fill(atlas, clustered(2500, 32, groups=40))
         atlas.index()
