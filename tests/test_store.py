@@ -253,3 +253,26 @@ def test_switching_to_wal_is_retried_while_the_file_is_locked_and_only_then() ->
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         _switch_to_wal(other)
     assert other.calls == 1  # any other error is not retried
+
+
+def test_a_costly_summary_is_recounted_at_most_once_per_50_times_its_cost_when_lag_is_allowed(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting tags of 1M items takes about a second: a page that accepts counts lagging
+    writes by 5 s must not recount every 5 s during an ingest (20% of a core)."""
+    coll = store.ensure_collection("c")
+    clock = [0.0]
+    monkeypatch.setattr("clipatlas.store.sql.time.monotonic", lambda: clock[0])
+    calls: list[float] = []
+
+    def compute(_: object) -> int:
+        clock[0] += 1.0  # one second of counting
+        calls.append(clock[0])
+        return len(calls)
+
+    assert store.cached_summary("n", coll, compute, 5.0, version=1) == 1
+    clock[0] = 40.0  # writes came (a new version); 40 s < 50 x 1 s: kept
+    assert store.cached_summary("n", coll, compute, 5.0, ttl=10.0, version=2) == 1
+    assert store.cached_summary("n", coll, compute, version=2) == 2  # no lag accepted: current
+    clock[0] = 100.0
+    assert store.cached_summary("n", coll, compute, 5.0, version=3) == 3  # 59 s > 50 s: recount

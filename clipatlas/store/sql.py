@@ -45,6 +45,7 @@ from clipatlas.store.schema import collections, embeddings, ensure_schema, items
 
 __all__ = ["SqlStore", "sqlite_url", "transaction"]
 
+RECOUNT_SHARE = 0.02  # of one core, at most, spent recounting summaries (cached_summary)
 _MIGRATION_LOCK = 0x636C6970  # "clip": advisory lock id for concurrent PostgreSQL migrations
 # Items by id with whether each has a vector: built once (pages and searches hydrate their hits
 # with it on every request; building the statement each time cost a third of the lookup). By
@@ -104,8 +105,9 @@ class SqlStore:
     def __init__(self, url: str, *, vector_dtype: str = "float16") -> None:
         self.url = url
         self.vector_dtype = np.dtype(vector_dtype)
-        # (what, collection id) -> (version, monotonic time, value); see cached_summary
-        self._summaries: dict[tuple[str, int], tuple[int, float, Any]] = {}
+        # (what, collection id) -> (version, monotonic time, value, seconds it took to compute);
+        # see cached_summary
+        self._summaries: dict[tuple[str, int], tuple[int, float, Any, float]] = {}
         self._summary_locks: dict[tuple[str, int], threading.Lock] = {}
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
@@ -387,10 +389,17 @@ class SqlStore:
         not recount the collection each time; while one thread recounts, the others keep the
         last value. ``ttl`` bounds the age of any value, for aggregates of changes that do not
         bump the version (tags edited by another process); :meth:`forget_summary` drops one.
+        A caller that accepts lag (``max_age`` > 0) also accepts it in proportion to the cost:
+        a value that took t seconds to compute is kept at least t / :data:`RECOUNT_SHARE`
+        seconds, so recounting never takes more than that share of a core (counting tags of
+        1M items takes about a second).
         """
         version = self.version(collection) if version is None else version
         key = (what, collection.id)
         cached = self._summaries.get(key)
+        if cached is not None and max_age > 0:
+            floor = cached[3] / RECOUNT_SHARE
+            max_age, ttl = max(max_age, floor), max(ttl, floor)
         if cached is not None and self._fresh(cached, version, max_age, ttl):
             return cached[2]
         lock = self._summary_locks.setdefault(key, threading.Lock())
@@ -405,13 +414,15 @@ class SqlStore:
                 return cached[2]
             started = time.monotonic()
             value = compute(collection)
-            self._summaries[key] = (version, started, value)
+            self._summaries[key] = (version, started, value, time.monotonic() - started)
             return value
         finally:
             lock.release()
 
     @staticmethod
-    def _fresh(cached: tuple[int, float, Any], version: int, max_age: float, ttl: float) -> bool:
+    def _fresh(
+        cached: tuple[int, float, Any, float], version: int, max_age: float, ttl: float
+    ) -> bool:
         age = time.monotonic() - cached[1]
         return age < ttl and (cached[0] == version or age < max_age)
 
