@@ -189,9 +189,8 @@ def item(request: Request, name: str, item_id: int, pool: PoolDep) -> HTMLRespon
     if not found:
         raise HTTPException(404, f"no item {item_id} in collection {name!r}")
     similar: list[dict[str, Any]] = []
-    if found[0].has_vector and found[0].status == "ok":
-        with pool.shared(name) as shared:
-            similar = [hit_dict(name, h) for h in shared.search_item(item_id, k=12)]
+    if found[0].has_vector and found[0].status == "ok":  # the Atlas guards its own index
+        similar = [hit_dict(name, h) for h in atlas.search_item(item_id, k=12)]
     captions = [c.as_dict(provenance=True) for c in atlas.captions().of_item(item_id)]
     return render(
         request,
