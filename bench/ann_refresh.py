@@ -22,8 +22,10 @@ embeddings (``bench/search_scale.py``'s generator). Then, through ``load_index``
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -79,6 +81,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=3000)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clipatlas-annrefresh-"))
+    atexit.register(shutil.rmtree, work, True)  # hundreds of MB: not left in /tmp
     store = SqlStore(sqlite_url(work / "c.db"))
     store.bind_embedder(store.ensure_collection("c"), f"fake:{args.dim}", args.dim)
     pool = generate(args.n + args.n // 10 + 2 * args.batch + 200, args.dim, seed=1)

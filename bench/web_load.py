@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import platform
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -256,6 +258,7 @@ def main() -> None:
     args = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="clipatlas-load-"))
+    atexit.register(shutil.rmtree, base, True)  # hundreds of MB: not left in /tmp
     home = base / "home"
     settings = Settings(home=home, model=f"fake:{args.dim}", database_url=args.database_url)
     t0 = time.perf_counter()
