@@ -193,6 +193,20 @@ def _parse_token(token: str) -> tuple[str, int, int] | None:
     return None
 
 
+def _newest_state(
+    cache_dir: Path, prefix: str, suffix: str, model: str, version: int
+) -> tuple[int, str] | None:
+    """(version, token) of the newest ``<prefix><token><suffix>`` file in ``cache_dir`` of the
+    same embedder and not newer than ``version``, or None."""
+    found = []
+    for path in cache_dir.glob(f"{prefix}*{suffix}"):
+        token = path.name[len(prefix) : -len(suffix)]
+        parsed = _parse_token(token)
+        if parsed is not None and parsed[0] == model and parsed[2] <= version:
+            found.append((parsed[2], token))
+    return max(found) if found else None
+
+
 def _earlier_state(
     cache_dir: Path, model: str, version: int
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -203,18 +217,11 @@ def _earlier_state(
     catching up from the version in its name is safe; its row count is checked against its
     own files, not the count in the name.
     """
-    found = [
-        (parsed[2], parsed[1], path)
-        for path in cache_dir.glob("ids-*.npy")
-        if (parsed := _parse_token(path.stem.removeprefix("ids-")))
-        and parsed[0] == model
-        and parsed[2] <= version
-    ]
-    if not found:
+    newest = _newest_state(cache_dir, "ids-", ".npy", model, version)
+    if newest is None:
         return None
-    old_version, named_count, ids_path = max(found)
-    old_token = f"{model}-{named_count}-{old_version}"
-    ids = np.load(ids_path)
+    old_version, old_token = newest
+    ids = np.load(cache_dir / f"ids-{old_token}.npy")
     count = len(ids)
     if count == 0:
         return None
@@ -328,16 +335,11 @@ def _ann_catch_up(
     parsed = _parse_token(token)
     if parsed is None:
         return None
-    found = []
-    for path in cache_dir.glob("ann-*.json"):
-        old = _parse_token(path.stem.removeprefix("ann-"))
-        if old is not None and old[0] == parsed[0] and old[2] <= parsed[2]:
-            found.append((old[2], path))
-    if not found:
+    newest = _newest_state(cache_dir, "ann-", ".json", parsed[0], parsed[2])
+    if newest is None:
         return None
-    old_version, report_path = max(found)
-    old_token = report_path.stem.removeprefix("ann-")
-    report = read_report(report_path)
+    old_version, old_token = newest
+    report = read_report(cache_dir / f"ann-{old_token}.json")
     if report is None or report.kind != kind:
         return None
     try:  # another process may be replacing these files (it removes them under its lock)
