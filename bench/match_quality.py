@@ -71,7 +71,7 @@ def main() -> None:
                 )
             )
     if args.json:
-        print(json.dumps(runs, indent=2))
+        print(json.dumps([{k: v for k, v in r.items() if k != "rows"} for r in runs], indent=2))
         return
     first = runs[0]
     print(
@@ -107,8 +107,16 @@ def main() -> None:
     )
     print(
         f"fitted weights (seed 0): {first['weights']}, threshold {first['threshold']}, "
-        f"category penalty {first['category_penalty']}"
+        f"per pattern {first['thresholds']}, category penalty {first['category_penalty']}"
     )
+    for r in runs:
+        v = r["validation"]
+        print(
+            f"held out on the calibration half (5-fold), seed run: components F1 "
+            f"{v['components']['f1']} {v['components']['ci95']}, fixed F1 {v['fixed']['f1']} "
+            f"{v['fixed']['ci95']} -> used {r['method']}; one-photo true pairs passing: "
+            f"{r['one_photo_true_pass']}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ three phases run, each with a fresh ingest job of the same number of pictures:
 2. ingest jobs one after another for the whole window, while ``--clients`` clients run for
    ``--duration`` seconds, each in a loop:
    wait a random think time (exponential, mean ``--think`` s), then one request chosen like a
-   person browsing: text search (API, 40%), gallery page (25%), item page (15%), thumbnail
-   (15%), collection summary (5%). Each client holds one keep-alive connection through
+   person browsing: text search (API, 40%), gallery page (25%: a random page by the cursor
+   ``after=<id>`` the pager links use), item page (15%), thumbnail (15%), collection summary
+   (5%). Each client holds one keep-alive connection through
    ``bench/lean_http.py`` (about 0.5 ms of CPU per request; httpx took about 3 ms, CPU taken
    from the ingest being measured, since real users run on their own machines).
 
@@ -27,7 +28,9 @@ per second of it.
 
 Reported: per request type count, p50/p95/p99 latency, errors (non-2xx or transport), the
 "database is locked" lines in the server's log, the ingest throughput drop, and the CPU the
-server process and the simulated clients used. Prints a
+server process, the simulated clients and (with ``--database-url``) the PostgreSQL server used:
+every ``postgres`` process on this machine, the backends that exited counted through their
+parent's reaped-children time, so run it with no other PostgreSQL busy. Prints a
 Markdown block for bench/RESULTS.md. Targets (issues 6 and 10): p95 < 300 ms, zero errors,
 zero "database is locked", ingest throughput drop < 20%.
 """
@@ -161,6 +164,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU time of every PostgreSQL server process here (live backends, and the
+    exited ones through the postmaster's reaped-children time); 0 where there are none."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        if text[text.find("(") + 1 : text.rfind(")")] not in ("postgres", "postmaster"):
+            continue
+        fields = text.rpartition(")")[2].split()
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _headers() -> dict[str, str]:
     return {"X-Clipatlas-Token": TOKEN}
 
@@ -204,7 +223,7 @@ async def client(
         item = rng.randint(1, n_items)
         path = {
             "search": f"/api/collections/load/search?q={rng.choice(WORDS)}+cat&k=20",
-            "gallery": f"/c/load?offset={rng.randrange(0, n_items, 48)}",
+            "gallery": f"/c/load?after={rng.randrange(0, n_items)}",
             "item": f"/c/load/items/{item}",
             "thumb": f"/api/collections/load/items/{item}/thumbnail",
             "summary": "/api/collections/load",
@@ -287,7 +306,7 @@ def main() -> None:
         import threading
 
         thread = threading.Thread(target=run_load)
-        web_cpu = cpu_seconds(server.proc.pid)
+        web_cpu, db_cpu = cpu_seconds(server.proc.pid), postgres_cpu_seconds()
         load_started = time.monotonic()
         thread.start()
         time.sleep(min(5.0, args.duration / 4))  # the clients are running when the job starts
@@ -301,6 +320,7 @@ def main() -> None:
             )
         thread.join()
         web_cpu = cpu_seconds(server.proc.pid) - web_cpu
+        db_cpu = postgres_cpu_seconds() - db_cpu
         load_seconds = time.monotonic() - load_started
         rows = loop_result["rows"]
         stored_after, seconds_after = reingest(server.url, "load", pictures)
@@ -340,6 +360,10 @@ def main() -> None:
     print(f"- web server process CPU under load: {web_cpu:.1f} s in {load_seconds:.0f} s "
           f"({web_cpu / load_seconds:.2f} cores; {1000 * web_cpu / max(1, len(rows)):.1f} ms per "
           "request)")  # fmt: skip
+    if args.database_url:
+        share = db_cpu / load_seconds
+        print(f"- PostgreSQL server processes under load (ingest and web together): "
+              f"{db_cpu:.1f} s in {load_seconds:.0f} s ({share:.2f} cores)")  # fmt: skip
     client_cpu = loop_result["client_cpu"]
     print(f"- the {args.clients} simulated clients (bench/lean_http.py, same machine): "
           f"{client_cpu:.1f} s CPU ({client_cpu / load_seconds:.2f} cores; "

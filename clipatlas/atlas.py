@@ -12,10 +12,7 @@ One Atlas is one collection: its database (SQLite under ``CLIPATLAS_HOME`` or th
 from __future__ import annotations
 
 import os
-import re
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -31,34 +28,30 @@ from clipatlas.analysis.duplicates import (
     find_duplicate_groups,
 )
 from clipatlas.analysis.export import ExportReport, export_items
+from clipatlas.analysis.runs import Runs
 from clipatlas.analysis.search import SearchHit, search_vectors
-from clipatlas.atlas_runs import RunsMixin
-from clipatlas.embedders.base import Embedder
-from clipatlas.errors import (
-    CollectionNotFoundError,
-    ConfigError,
-    EmbedderMismatchError,
-    Reason,
-)
-from clipatlas.images import ImageLimits
-from clipatlas.index.cache import load_exact_index
-from clipatlas.index.exact import ExactIndex
-from clipatlas.pipeline.decode import DecodeConfig, remove_stale_temp_files
-from clipatlas.pipeline.ingest import Ingestor, IngestReport
+from clipatlas.delegation import Forwarded, delegate
+from clipatlas.engine import Engine, list_collections, open_store
+from clipatlas.errors import ConfigError, Reason
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.registry import Registry, default_registry
 from clipatlas.settings import Settings, load_settings
-from clipatlas.sources.base import Source, SourceContext
 from clipatlas.store.base import CollectionInfo
-from clipatlas.store.importing import Match, known_ids, read_vector_file, validate_vectors
-from clipatlas.store.sql import SqlStore, sqlite_url
+from clipatlas.store.importing import (
+    Match,
+    check_dimension,
+    known_ids,
+    read_vector_file,
+    validate_vectors,
+)
+from clipatlas.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from clipatlas.fetch import Fetcher
+    from clipatlas.index.exact import ExactIndex
 
 __all__ = ["Atlas", "CollectionStats", "ImportReport", "list_collections"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 SUMMARY_LAG = 5.0  # seconds; see Atlas.summary_lag
 
 
@@ -93,8 +86,17 @@ class ImportReport:
     embedder_id: str
 
 
-class Atlas(RunsMixin):
-    """One collection: ingest, embed, store, search, cluster (:class:`RunsMixin`)."""
+class Atlas:
+    """One collection: ingest, embed, store, search, cluster, caption, build datasets, match
+    records. A facade over the collection's :class:`~clipatlas.engine.Engine` and the features
+    composed on it by delegation: clustering runs (:mod:`clipatlas.analysis.runs`), captions,
+    record matching, the dataset builder; each takes the engine, never the Atlas."""
+
+    # the engine's: the current collection row, and what tests swap (a fetcher with fake DNS,
+    # the in-memory index dropped to act as a new process)
+    collection: Forwarded[CollectionInfo] = Forwarded("engine")
+    _fetcher: Forwarded[Fetcher | None] = Forwarded("engine")
+    _index: Forwarded[ExactIndex | None] = Forwarded("engine")
 
     def __init__(
         self,
@@ -104,20 +106,12 @@ class Atlas(RunsMixin):
         registry: Registry,
         model: str | None = None,
     ) -> None:
+        self.engine = engine = Engine(name, settings, store, registry, model)
         self.name, self.settings, self.store, self.registry = name, settings, store, registry
-        self.collection: CollectionInfo = store.ensure_collection(name)
-        self.directory = settings.collection_dir(name)
-        self.media_root = self.directory / "media"
-        self.cache_dir = self.directory / "cache"
-        self._model = model
-        self._embedder: Embedder | None = None
-        self._index: ExactIndex | None = None
-        self._index_token: str | None = None
-        self._index_version = -1  # the collection version the index was loaded at
-        self._index_built = 0.0  # time.monotonic() of that load
-        self._index_lock = threading.Lock()
-        self._lazy_lock = threading.Lock()  # creates the embedder and the fetcher once
-        self._fetcher: Fetcher | None = None
+        self.directory, self.media_root = engine.directory, engine.media_root
+        self.cache_dir = engine.cache_dir
+        self._runs = Runs(engine)
+        engine.place_arrivals = self._runs.place_arrivals
 
     @classmethod
     def open(
@@ -135,45 +129,15 @@ class Atlas(RunsMixin):
         embedder refuses another one at the first ingest or import. With ``create=False`` a
         missing collection raises :class:`CollectionNotFoundError` and nothing is written.
         """
-        if not _NAME.match(name):
-            raise ConfigError(f"collection name {name!r}: use letters, digits, '.', '_' or '-'")
         settings = settings or load_settings()
-        db_file = settings.collection_dir(name) / "clipatlas.db"
-        if not create and not settings.database_url and not db_file.exists():
-            raise CollectionNotFoundError(name)
-        store = SqlStore(
-            settings.database_url or sqlite_url(db_file), vector_dtype=settings.vector_dtype
-        )
-        if not create:
-            try:
-                store.get_collection(name)
-            except CollectionNotFoundError:
-                store.close()
-                raise
+        store = open_store(name, settings, create=create)
         return cls(name, settings, store, registry or default_registry(), model)
 
     def close(self) -> None:
-        if self._fetcher is not None:
-            self._fetcher.close()
-        self.store.close()
+        self.engine.close()
 
-    def fetcher(self) -> Fetcher:
-        """The safe HTTP fetcher of this collection's network sources (created on first use)."""
-        if self._fetcher is None:
-            from clipatlas.fetch import Fetcher
-
-            with self._lazy_lock:
-                if self._fetcher is None:
-                    self._fetcher = Fetcher(
-                        self.settings.fetch_policy(), secrets=self.settings.secrets()
-                    )
-        return self._fetcher
-
-    def source(self, kind: str, **options: Any) -> Source:
-        """Build a registered source, e.g. ``source("civitai", types=["LORA"], limit=300)``."""
-        return self.registry.create_source(
-            kind, SourceContext(self.settings, self.fetcher), **options
-        )
+    fetcher = delegate(Engine.fetcher, "engine")
+    source = delegate(Engine.source, "engine")
 
     def __enter__(self) -> Atlas:
         return self
@@ -186,78 +150,16 @@ class Atlas(RunsMixin):
     @property
     def model_id(self) -> str:
         """The embedder this collection uses (bound) or will use (requested/default)."""
-        return self.collection.embedder_id or self._model or self.settings.model
+        return self.engine.model_id
 
-    def embedder(self) -> Embedder:
-        """The collection's embedder, loaded on first use."""
-        if self._embedder is None:
-            with self._lazy_lock:  # request threads of the web app share one Atlas
-                if self._embedder is None:
-                    requested = self._model
-                    bound = self.collection.embedder_id
-                    if bound and requested and requested != bound:
-                        raise EmbedderMismatchError(self.name, bound, requested)
-                    self._embedder = self.registry.create_embedder(self.model_id, self.settings)
-        return self._embedder
+    embedder = delegate(Engine.embedder, "engine")
 
     def _bind(self, embedder_id: str, dim: int) -> None:
-        self.collection = self.store.bind_embedder(self.collection, embedder_id, dim)
+        self.engine.bind(embedder_id, dim)
 
     # -- ingestion ---------------------------------------------------------------------------
 
-    def ingest(
-        self,
-        source: str | os.PathLike[str] | Source,
-        *,
-        embed: bool = True,
-        assign: bool = True,
-        progress: ProgressCallback | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> IngestReport:
-        """Ingest a folder (a path) or any :class:`Source`; returns counts per outcome.
-
-        With ``assign``, new vectors are placed on the newest clustering run at once (see
-        :meth:`assign_new`; ``report.arrivals`` holds the result and the re-cluster advice).
-        ``should_stop`` is asked between items; when it says so the ingest raises
-        :class:`~clipatlas.errors.OperationCancelled` with every finished batch committed.
-        """
-        if not isinstance(source, Source):
-            source = self.source("folder", root=source)
-        embedder = None
-        if embed:
-            embedder = self.embedder()
-            self._bind(embedder.id, embedder.dim)
-        limits = ImageLimits(
-            max_pixels=self.settings.max_pixels,
-            min_side=self.settings.min_side,
-            max_bytes=self.settings.max_file_bytes,
-        )
-        config = DecodeConfig(
-            limits=limits,
-            preprocessor=embedder.image_preprocessor() if embedder else None,
-            media_root=self.media_root,
-            thumbnail_size=self.settings.thumbnail_size,
-            copy_media=self.settings.copy_media or source.name != "folder",
-        )
-        remove_stale_temp_files(self.media_root)
-        ingestor = Ingestor(
-            self.store,
-            self.collection,
-            config,
-            embedder,
-            batch_size=self.settings.batch_size,
-            workers=self.settings.workers,
-            progress=progress,
-            fetcher=self.fetcher,
-            fetch_concurrency=self.settings.fetch_concurrency,
-            should_stop=should_stop,
-        )
-        report = ingestor.run(source)
-        if report.stored or report.rejected:
-            self.store.analyze()
-        if assign and report.embedded and self.runs():
-            report.arrivals = self.assign_new().as_dict()
-        return report
+    ingest = delegate(Engine.ingest, "engine")
 
     def import_embeddings(
         self,
@@ -278,7 +180,9 @@ class Atlas(RunsMixin):
             vector_column=vector_column,
         )
         model = embedder_id or self.model_id
-        dim = self.collection.dim if self.collection.embedder_id else vf.matrix.shape[1]
+        bound = bool(self.collection.embedder_id)
+        dim = self.collection.dim if bound else self.engine.text_dim(model)
+        check_dimension(str(vectors), vf, dim, self.collection.embedder_id or model, bound=bound)
         lookup = (
             self.store.find_items(self.collection, source_keys=vf.ids) if match == "key" else {}
         )
@@ -290,7 +194,7 @@ class Atlas(RunsMixin):
             else set()
         )
         item_ids = validate_vectors(
-            str(vectors), vf, int(dim or 0), known_ids(vf.ids, match, lookup, stored), match
+            str(vectors), vf, known_ids(vf.ids, match, lookup, stored), match
         )
         self._bind(model, vf.matrix.shape[1])
         norms = np.linalg.norm(vf.matrix, axis=1, keepdims=True)
@@ -306,61 +210,7 @@ class Atlas(RunsMixin):
 
     # -- search ------------------------------------------------------------------------------
 
-    def index(self, *, max_staleness: float | None = None) -> ExactIndex:
-        """The search index over the current vectors (cached on disk by fingerprint): exact, or
-        from ``settings.ann_threshold`` vectors an ANN index (an ExactIndex subclass whose
-        ``search`` is approximate, ``report`` its measured recall@10).
-
-        ``max_staleness`` (seconds; default ``settings.index_staleness``, 0 = always current):
-        while another process writes (an ingest job adds a batch every few seconds), keep
-        answering from an index at most this old and rebuild it in a background thread, rather
-        than rebuilding on every batch while the caller waits. The web app serves this way.
-        """
-        version = self.store.version(self.collection)
-        if self._index is not None and version == self._index_version:
-            return self._index
-        staleness = self.settings.index_staleness if max_staleness is None else max_staleness
-        if self._index is not None and staleness > 0:
-            if time.monotonic() - self._index_built >= staleness:
-                self._refresh_index_in_background()
-            return self._index
-        with self._index_lock:
-            self._load_index()
-        assert self._index is not None
-        return self._index
-
-    def _load_index(self) -> None:
-        """Load (or rebuild) the index for the collection's current state; caller holds the lock."""
-        from clipatlas.index.ann import AnnConfig
-
-        version = self.store.version(self.collection)
-        token = self.store.fingerprint(self.collection).token()
-        if self._index is None or token != self._index_token:
-            s = self.settings
-            ann = AnnConfig(
-                threshold=s.ann_threshold,
-                kind=s.ann_kind,
-                hnsw_max=s.ann_hnsw_max,
-                target_recall=s.ann_target_recall,
-                sample=s.ann_recall_sample,
-            )
-            index = load_exact_index(
-                self.store, self.collection, self.cache_dir, ann, flat_min=s.index_flat_min
-            )
-            self._index, self._index_token = index, token
-        self._index_version, self._index_built = version, time.monotonic()
-
-    def _refresh_index_in_background(self) -> None:
-        if not self._index_lock.acquire(blocking=False):
-            return  # a refresh is already running
-
-        def refresh() -> None:
-            try:
-                self._load_index()
-            finally:
-                self._index_lock.release()
-
-        threading.Thread(target=refresh, name="clipatlas-index", daemon=True).start()
+    index = delegate(Engine.index, "engine")
 
     def _search(
         self, query: np.ndarray, k: int, exclude: set[int] | None = None
@@ -383,7 +233,7 @@ class Atlas(RunsMixin):
         """Items most similar to a picture (a path, raw bytes or a PIL image), best first."""
         from clipatlas.analysis.probe import picture_from
 
-        return self._search(self.embedder().embed_images([picture_from(self, image)])[0], k)
+        return self._search(self.embedder().embed_images([picture_from(self.engine, image)])[0], k)
 
     def search_item(self, item_id: int, k: int = 10) -> list[SearchHit]:
         """Items most similar to a stored item (the item itself excluded)."""
@@ -453,6 +303,19 @@ class Atlas(RunsMixin):
             self.store, self.collection, Path(path).expanduser(), self.media_root, status=status
         )
 
+    # -- clustering runs, names, classify, recommend, arrivals (clipatlas.analysis.runs) ------
+
+    cluster = delegate(Runs.cluster, "_runs")
+    runs = delegate(Runs.runs, "_runs")
+    run = delegate(Runs.run, "_runs")
+    map = delegate(Runs.map, "_runs")
+    eval_clusters = delegate(Runs.eval_clusters, "_runs")
+    name_clusters = delegate(Runs.name_clusters, "_runs")
+    rename_cluster = delegate(Runs.rename_cluster, "_runs")
+    classify = delegate(Runs.classify, "_runs")
+    recommend = delegate(Runs.recommend, "_runs")
+    assign_new = delegate(Runs.assign_new, "_runs")
+
     # -- dataset builder (thin delegates to clipatlas.dataset) --------------------------------
     if TYPE_CHECKING:
         from clipatlas.dataset import DatasetBuild, StopHook
@@ -476,7 +339,7 @@ class Atlas(RunsMixin):
 
         request = BuildRequest(query, Path(out), source, limit, dict(source_options or {}),
                                **stages)  # fmt: skip
-        return build_dataset(self, request, progress=progress, should_stop=should_stop)
+        return build_dataset(self.engine, request, progress=progress, should_stop=should_stop)
 
     # -- captions (thin delegates to clipatlas.captions) -------------------------------------
     if TYPE_CHECKING:
@@ -487,7 +350,7 @@ class Atlas(RunsMixin):
         from clipatlas.captions import Captions
 
         if getattr(self, "_captions", None) is None:
-            self._captions: Captions | None = Captions(self)
+            self._captions: Captions | None = Captions(self.engine)
         assert self._captions is not None
         return self._captions
 
@@ -522,7 +385,7 @@ class Atlas(RunsMixin):
         from clipatlas.matching import RecordMatcher
 
         if getattr(self, "_matcher", None) is None:
-            self._matcher: RecordMatcher | None = RecordMatcher(self)
+            self._matcher: RecordMatcher | None = RecordMatcher(self.engine)
         assert self._matcher is not None
         return self._matcher
 
@@ -554,9 +417,11 @@ class Atlas(RunsMixin):
         collection after every batch."""
         return min(self.settings.index_staleness, SUMMARY_LAG)
 
-    def stats(self, max_age: float | None = None) -> CollectionStats:
-        """Counts of the collection; ``max_age`` as in :meth:`summary_lag` (its default)."""
-        self.collection = self.store.get_collection(self.name)
+    def stats(self, max_age: float | None = None, *, reread: bool = True) -> CollectionStats:
+        """Counts of the collection; ``max_age`` as in :meth:`summary_lag` (its default).
+        ``reread=False`` trusts the collection row already held (just read by the caller)."""
+        if reread:
+            self.collection = self.store.get_collection(self.name)
         lag = self.summary_lag() if max_age is None else max_age
         counts = self.store.counts(self.collection, lag)
         return CollectionStats(
@@ -569,17 +434,3 @@ class Atlas(RunsMixin):
             vectors=counts["vectors"],
             reasons=self.store.reason_counts(self.collection, lag),
         )
-
-
-def list_collections(settings: Settings) -> list[str]:
-    """Names of every collection under ``settings`` (server database or SQLite files)."""
-    if settings.database_url:
-        store = SqlStore(settings.database_url)
-        try:
-            return [c.name for c in store.list_collections()]
-        finally:
-            store.close()
-    root = settings.home / "collections"
-    if not root.is_dir():
-        return []
-    return sorted(p.parent.name for p in root.glob("*/clipatlas.db"))

@@ -132,6 +132,13 @@ class Settings(BaseSettings):
     caption_max_tokens: int = Field(default=120, ge=1, le=4096)
     caption_temperature: float = Field(default=0.2, ge=0, le=2)
     caption_neighbours: int = Field(default=5, ge=0, le=50)
+    caption_prompt_chars: int = Field(
+        default=1500,
+        ge=40,
+        le=100_000,
+        description="Characters of neighbours' caption lines in a prompt, shared round-robin "
+        "so every neighbour is represented.",
+    )
     caption_language: str = Field(default="en", pattern="^(en|ko)$")
     caption_prompt_file: Path | None = Field(
         default=None, description="A prompt template file replacing the built-in one."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dependency audit: the installed (locked) dependencies of .venv against a vulnerability
+# Dependency audit: the installed (locked) dependencies of .venv (or $CLIPATLAS_VENV) against a vulnerability
 # database.
 #
 # Exit codes:
@@ -25,7 +25,7 @@
 # root the latest service asks (default https://pypi.org).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${CLIPATLAS_VENV:-.venv}/bin/python
 SERVICE=${CLIPATLAS_AUDIT_SERVICE:-auto}
 STRICT=0
 REPORT=""

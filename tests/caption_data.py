@@ -145,9 +145,10 @@ def build_tiny_blip(directory: Path, *, seed: int = 0) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {token: i for i, token in enumerate([*specials, *_WORDS, "[DEC]"])}
-    tokenizer = BertTokenizerFast(
-        vocab=vocab, do_lower_case=True, bos_token="[DEC]", model_max_length=64
+    # from a vocab.txt: the one way transformers 4 (a file path) and 5 both build it
+    (directory / "vocab.txt").write_text("\n".join([*specials, *_WORDS, "[DEC]"]) + "\n")
+    tokenizer = BertTokenizerFast.from_pretrained(
+        directory, do_lower_case=True, bos_token="[DEC]", model_max_length=64
     )
     tower = {
         "hidden_size": 32,

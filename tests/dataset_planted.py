@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import io
 import threading
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +36,7 @@ __all__ = [
     "Planted",
     "PlantedEmbedder",
     "PlantedNaver",
+    "mixture",
     "planted_catalogue",
     "planted_registry",
     "planted_settings",
@@ -93,24 +96,52 @@ class Planted:
 _HTML = b"<!DOCTYPE html><html><head><title>Moved</title></head><body>gone</body></html>"
 
 
+def screenshot(seed: int, size: tuple[int, int] = (480, 360)) -> Image.Image:
+    """A sharp app/web screenshot: light page, a coloured title bar, lines of dark "text"."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    image = Image.new("RGB", size, tuple(int(v) for v in rng.integers(232, 250, 3)))
+    draw = ImageDraw.Draw(image)
+    bar = tuple(int(v) for v in rng.integers(40, 120, 3))
+    draw.rectangle((0, 0, w, 34), fill=bar)
+    y = 48
+    while y < h - 12:
+        x = 16
+        while x < w - 40:
+            word = int(rng.integers(12, 60))
+            draw.rectangle((x, y, min(x + word, w - 16), y + 7), fill=(40, 40, 48))
+            x += word + int(rng.integers(6, 12))
+        y += int(rng.integers(16, 24))
+    return image
+
+
 def planted_catalogue(n: int = 100, seed: int = 7) -> list[Planted]:
     """``n`` results in a shuffled order (60 % subject, 25 % look-alike, 15 % junk)."""
     n_subject, n_look = round(n * 0.60), round(n * 0.25)
-    n_junk = n - n_subject - n_look
-    subject = [scene(seed * 1000 + i, SUBJECT_RGB) for i in range(n_subject)]
+    return mixture(n_subject, n_look, 0, n - n_subject - n_look, seed)
+
+
+def mixture(
+    subject: int, lookalike: int, screenshots: int, junk: int, seed: int = 7
+) -> list[Planted]:
+    """Shuffled results: pictures of the subject, of a look-alike, screenshots, and junk."""
+    pictures = [scene(seed * 1000 + i, SUBJECT_RGB) for i in range(subject)]
     # a few subject pictures are PNGs: the export must re-encode them as JPEG
-    out = [Planted("subject", png(p) if i % 10 == 3 else jpeg(p)) for i, p in enumerate(subject)]
+    out = [Planted("subject", png(p) if i % 10 == 3 else jpeg(p)) for i, p in enumerate(pictures)]
     out += [
         Planted("lookalike", jpeg(scene(seed * 1000 + 500 + i, LOOKALIKE_RGB)))
-        for i in range(n_look)
+        for i in range(lookalike)
+    ]
+    out += [
+        Planted("screenshot", png(screenshot(seed * 1000 + 800 + i))) for i in range(screenshots)
     ]
     junk_makers = [
         lambda i: Planted("blurred", jpeg(scene(90_000 + i, SUBJECT_RGB)
                           .filter(ImageFilter.GaussianBlur(4))), expected_reason="blurry"),
         lambda i: Planted("tiny", jpeg(scene(91_000 + i, SUBJECT_RGB, (160, 120))),
                           expected_reason="too_small"),
-        lambda i: Planted("duplicate", out[i % n_subject].body, expected_reason="duplicate"),
-        lambda i: Planted("near_duplicate", jpeg(subject[(i + 5) % n_subject]
+        lambda i: Planted("duplicate", out[i % subject].body, expected_reason="duplicate"),
+        lambda i: Planted("near_duplicate", jpeg(pictures[(i + 5) % subject]
                           .resize((432, 324), Image.Resampling.LANCZOS), 80),
                           expected_reason="near_duplicate"),
         lambda i: Planted("html", _HTML, "text/html; charset=utf-8",
@@ -119,7 +150,7 @@ def planted_catalogue(n: int = 100, seed: int = 7) -> list[Planted]:
                           expected_reason="truncated"),
         lambda i: Planted("missing", b"not found", "text/plain", 404, "http_error"),
     ]  # fmt: skip
-    out += [junk_makers[i % len(junk_makers)](i) for i in range(n_junk)]
+    out += [junk_makers[i % len(junk_makers)](i) for i in range(junk)]
     order = np.random.default_rng(seed).permutation(len(out))
     return [out[i] for i in order]
 
@@ -127,26 +158,59 @@ def planted_catalogue(n: int = 100, seed: int = 7) -> list[Planted]:
 class _PlantedHandler(_Handler):
     def _image(self, path: str) -> None:
         server = self.server
+        owner: PlantedNaver = server.owner  # type: ignore[attr-defined]
         stem = path.rstrip("/").rsplit("/", 1)[-1].split(".")[0]
         with server.state.lock:
             server.state.image_hits[path] += 1
+            granted = owner.hold_after is None or owner.granted < owner.hold_after
+            owner.granted += granted
+        if not granted:  # held: answered only once the test releases it
+            owner.release.wait(120)
+        time.sleep(owner.picture_delay)
         catalogue: list[Planted] = server.planted  # type: ignore[attr-defined]
         n = int(stem) if stem.isdigit() else 0
         if not 1 <= n <= len(catalogue):
             self._send(404, b"no such picture", "text/plain")
             return
         item = catalogue[n - 1]
-        self._send(item.status, item.body, item.content_type)
+        try:
+            self._send(item.status, item.body, item.content_type)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client is gone (a killed build): nothing was delivered
+        with server.state.lock:
+            owner.served[path] += 1
 
 
 class PlantedNaver(FakeNaver):
-    """Fake Naver image search whose results (rank n) serve ``catalogue[n - 1]``."""
+    """Fake Naver image search whose results (rank n) serve ``catalogue[n - 1]``, for
+    ``query`` and every word of ``also`` (each word its own URLs). ``hold_after=N`` answers
+    the first N picture requests and holds every later one until :attr:`release` is set;
+    ``picture_delay`` seconds pass before each picture is answered (a slow image host);
+    ``served`` counts the pictures actually sent, per path."""
 
-    def __init__(self, catalogue: Sequence[Planted], query: str, **kwargs: object) -> None:
-        totals = {query: len(catalogue)}
+    def __init__(
+        self,
+        catalogue: Sequence[Planted],
+        query: str,
+        *,
+        also: Sequence[str] = (),
+        hold_after: int | None = None,
+        picture_delay: float = 0.0,
+        **kwargs: object,
+    ) -> None:
+        totals = {word: len(catalogue) for word in (query, *also)}
         super().__init__(totals=totals, **kwargs)  # type: ignore[arg-type]
         self._server.RequestHandlerClass = _PlantedHandler
         self._server.planted = list(catalogue)  # type: ignore[attr-defined]
+        self._server.owner = self  # type: ignore[attr-defined]
+        self.hold_after, self.granted = hold_after, 0
+        self.picture_delay = picture_delay
+        self.release = threading.Event()
+        self.served: Counter[str] = Counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        super().__exit__(*exc)
 
     @property
     def picture_requests(self) -> int:

@@ -120,6 +120,15 @@ def run_comparison(
         by_pair = {(p.left, p.right): float(s) for p, s in zip(ds.test_pairs, prob, strict=True)}
         out["calibrated"]["near_miss_wins"] = _near_miss_wins(rs, ds, by_pair)
         out["calibrated"]["top1"] = _top1_by_group(ds.test_pairs, prob, scores.photos)
+        # true pairs of a photo-less record and a photo-bearing one: how many pass the
+        # threshold of their pattern, and how many would pass the overall one
+        one = (scores.photos == 1) & (labels == 1)
+        out["one_photo_true_pass"] = {
+            "pattern_threshold": round(
+                float((prob[one] >= cal.cuts(scores.photos)[one]).mean()), 4
+            ),
+            "overall_threshold": round(float((prob[one] >= cal.threshold).mean()), 4),
+        }
         cli, cri, clab = _indexes(rs, ds.calibration_pairs)
         li, ri, _ = _indexes(rs, ds.test_pairs)
         for mode in ("clip", "concat"):
@@ -132,6 +141,13 @@ def run_comparison(
             out[f"naive_{mode}"]["near_miss_wins"] = _near_miss_wins(rs, ds, by_pair)
             out[f"naive_{mode}"]["top1"] = _top1_by_group(ds.test_pairs, test, scores.photos)
         out["weights"] = {k: round(v.weight, 2) for k, v in cal.components.items()}
+        out["method"] = cal.method
+        out["validation"] = {
+            k: v
+            for k, v in cal.report["validation"].items()
+            if k in ("components", "fixed", "used")
+        }
+        out["thresholds"] = {k: round(v, 5) for k, v in cal.thresholds.items()}
         out["threshold"] = round(cal.threshold, 5)
         out["category_penalty"] = cal.category_penalty
         lost = [p.left for p in ds.test_pairs if p.same]
@@ -148,4 +164,6 @@ def run_comparison(
             4,
         )
     out["seconds"] = round(time.perf_counter() - start, 2)
+    out["home"] = str(settings.home)  # the collection "matching-bench" stays there
+    out["rows"] = ds.rows
     return out

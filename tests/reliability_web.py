@@ -32,7 +32,9 @@ class Live:
     def __init__(self, settings: Settings, config: WebConfig) -> None:
         self.port = config.port
         self.app = create_app(settings, config)
-        cfg = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="critical")
+        cfg = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="critical", ws="none"
+        )
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

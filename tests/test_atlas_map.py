@@ -216,3 +216,26 @@ def test_png_map_of_no_points_is_still_written(tmp_path):
     path = render_png(tmp_path / "empty.png", np.zeros((0, 2)), labels=[], names={}, title="none")
     with Image.open(path) as im:
         assert im.format == "PNG"
+
+
+def test_png_legend_lists_every_cluster_and_each_label_is_written_on_its_cluster(tmp_path):
+    """Issue 22: the legend showed 12 of 21 clusters and the plot carried no labels."""
+    from clipatlas.analysis.map_render import LEGEND_ROWS, label_anchors, legend_entries
+
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(-50, 50, size=(30, 2))
+    labels = np.repeat(np.arange(30), 20)
+    coords = centres[labels] + rng.normal(scale=0.5, size=(600, 2))
+    labels[:15] = -1
+    names = {label: f"style {label}" for label in range(30)}
+    order = [(int(lb), int((labels == lb).sum())) for lb in [*range(30), -1]]
+    entries = legend_entries(order, names)
+    assert len(entries) == 31 and entries[0] == "0: style 0 (5)" and entries[-1] == "noise (15)"
+    anchors = label_anchors(coords.astype(np.float32), labels)
+    assert sorted(anchors) == list(range(30))
+    for label, (x, y) in anchors.items():
+        assert np.hypot(*(np.array([x, y]) - centres[label])) < 3.0  # on its own cluster
+    wide = render_png(tmp_path / "many.png", coords, labels=labels, names=names)
+    few = render_png(tmp_path / "few.png", coords[labels < 5], labels=labels[labels < 5])
+    with Image.open(wide) as a, Image.open(few) as b:
+        assert LEGEND_ROWS < 31 and a.size[0] > b.size[0]  # the long legend took a second column

@@ -48,6 +48,9 @@ def test_import_caption_search_and_evaluate_from_the_command_line(tmp_path: Path
         hits = json.loads(_run(home, "search", "lighthouse", "--captions", "-c", "f", "-k", "3",
                                "--json", env=env))  # fmt: skip
         assert hits[0]["id"] == int(item_id) and "lighthouse" in hits[0]["caption"]
+        # per-ranking ranks and scores, and whether a caption holds every query word
+        assert hits[0]["exact"] is True and hits[0]["ranks"]["keyword"] == 1
+        assert set(hits[0]["ranks"]) == set(hits[0]["scores"]) == {"clip", "caption", "keyword"}
         shown = json.loads(_run(home, "captions", item_id, "-c", "f", "--json", env=env))
         assert shown[0]["provenance"]["neighbours"] and "boat" in shown[0]["provenance"]["prompt"]
         report = json.loads(_run(home, "caption-eval", "-c", "f", "-n", "5",

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from clipatlas import Atlas
-from clipatlas.captions.prompt import Neighbour, PromptTemplate, build_prompt
+from clipatlas.captions.prompt import Neighbour, PromptTemplate, compose_prompt
 from clipatlas.settings import Settings
 from tests.caption_data import CAPTIONS, solid, write_dataset
 from tests.fake_openai import FakeOpenAI, follow_examples
@@ -141,12 +141,13 @@ def test_the_prompt_orders_deduplicates_and_speaks_korean() -> None:
         Neighbour(2, 0.71, ("a dog on grass", "A dog on grass.")),
         Neighbour(1, 0.93, ("a dog running", "a dog on grass")),
     ]
-    text = build_prompt(PromptTemplate.load("en"), near)
+    text = compose_prompt(PromptTemplate.load("en"), near).text
     lines = [ln for ln in text.splitlines() if ln.startswith("- (")]
     assert lines == ["- (0.93) a dog running", "- (0.93) a dog on grass"]
     ko = PromptTemplate.load("ko")
-    assert "한국어" in build_prompt(ko, near) and "a dog running" in build_prompt(ko, near)
-    assert build_prompt(ko, []) == ko.plain
+    assert "한국어" in compose_prompt(ko, near).text
+    assert "a dog running" in compose_prompt(ko, near).text
+    assert compose_prompt(ko, []).text == ko.plain
     assert ko.version(True) != PromptTemplate.load("en").version(True)
 
 
@@ -155,7 +156,8 @@ def test_a_custom_template_is_versioned_by_its_text(tmp_path: Path) -> None:
     path.write_text("Neighbours:\n{examples}\nCaption it.")
     custom = PromptTemplate.load("en", path)
     assert custom.version(True) != PromptTemplate.load("en").version(True)
-    assert build_prompt(custom, [Neighbour(1, 0.5, ("x y",))]).startswith("Neighbours:\n- (0.50)")
+    shown = compose_prompt(custom, [Neighbour(1, 0.5, ("x y",))]).text
+    assert shown.startswith("Neighbours:\n- (0.50)")
 
 
 @pytest.mark.postgres

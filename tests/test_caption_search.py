@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clipatlas import Atlas
@@ -12,6 +13,7 @@ from clipatlas.captions.search import fuse, keyword_scores, query_words
 from clipatlas.errors import ConfigError
 from clipatlas.settings import Settings
 from tests.caption_data import write_dataset
+from tests.corpus import coloured_picture
 
 
 def test_reciprocal_rank_fusion_adds_weighted_inverse_ranks() -> None:
@@ -20,7 +22,7 @@ def test_reciprocal_rank_fusion_adds_weighted_inverse_ranks() -> None:
     assert fused[1] == pytest.approx(1 / 61 + 2 / 62)
     assert fused[3] == pytest.approx(1 / 63 + 2 / 61)
     assert fused[2] == pytest.approx(1 / 62)
-    assert fuse(rankings, {"clip": 1.0, "caption": 0.0})[3] == pytest.approx(1 / 63)
+    assert fuse(rankings, {"clip": 1.0, "caption": 0.0}, "rrf")[3] == pytest.approx(1 / 63)
 
 
 def test_weighted_fusion_uses_normalised_scores() -> None:
@@ -65,3 +67,48 @@ def test_caption_search_ranks_items_by_their_captions(tmp_path: Path, settings: 
         assert set(fused[0].ranks) == {"clip", "caption", "keyword"}
         with pytest.raises(ConfigError, match="weights"):
             atlas.search_captions("x", weights={"colour": 1})
+
+
+def _planted(root: Path, n_red: int = 110) -> Path:
+    """Many red pictures of fire trucks and one blue picture whose caption is the only one
+    naming a zeppelin: CLIP (the colour-aware fake) ranks it near the bottom for "red
+    zeppelin", keyword and caption similarity rank it first."""
+    rng = np.random.default_rng(3)
+    (root / "Images").mkdir(parents=True)
+    rows = ["image,caption"]
+    for i in range(n_red):
+        name = f"red_{i:03d}.png"
+        rgb = (int(rng.integers(200, 240)), int(rng.integers(15, 45)), int(rng.integers(15, 45)))
+        coloured_picture(rgb, (24 + i % 7, 24)).save(root / "Images" / name)
+        rows.append(f'{name},"A red fire truck number {i} parked on the street ."')
+    coloured_picture((30, 40, 220), (26, 26)).save(root / "Images" / "target.png")
+    rows.append('target.png,"A red zeppelin drifting over the harbour ."')
+    (root / "captions.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_an_exact_caption_hit_ranks_first_whatever_its_clip_rank(
+    tmp_path: Path, settings: Settings
+) -> None:
+    root = _planted(tmp_path / "data")
+    with Atlas.open("c", settings=settings) as atlas:
+        atlas.import_captions(root)
+        [target] = [it.id for page in atlas.store.iter_items(atlas.collection) for it in page
+                    if it.meta.get("image") == "target.png"]  # fmt: skip
+        # plain reciprocal-rank fusion buries it: its weak CLIP rank drags it down
+        rrf = atlas.search_captions("red zeppelin", k=10, fusion="rrf", exact_first=False)
+        assert target not in [h.hit.id for h in rrf[:5]]
+        for fusion in ("weighted", "rrf"):
+            hits = atlas.search_captions("red zeppelin", k=10, fusion=fusion)
+            top = hits[0]
+            assert top.hit.id == target and top.exact, fusion
+            assert top.ranks["keyword"] == 1 and top.ranks["caption"] == 1
+            assert top.ranks["clip"] is None or top.ranks["clip"] > 50  # CLIP alone: weak
+            assert not any(h.exact for h in hits[1:])
+        # score-normalised fusion alone (no exact tier) already keeps it near the top
+        weighted = atlas.search_captions("red zeppelin", k=10, exact_first=False)
+        assert target in [h.hit.id for h in weighted[:3]]
+        shown = top.as_dict()  # what ``search --captions --json`` prints per hit
+        assert shown["id"] == target and shown["exact"] is True
+        assert set(shown["ranks"]) == {"clip", "caption", "keyword"}
+        assert shown["ranks"]["keyword"] == 1 and shown["scores"]["keyword"] == 1.0

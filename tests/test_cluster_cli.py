@@ -25,7 +25,9 @@ def test_cluster_runs_and_eval_clusters_work_from_the_command_line(tmp_path: Pat
     with Atlas.open("cli", settings=settings) as atlas:
         load_synthetic(atlas, data, tmp_path / "vectors")
 
-    made = json.loads(run(home, "cluster", "-c", "cli", "--k-max", "10", "--json").stdout)
+    made = json.loads(
+        run(home, "cluster", "-c", "cli", "--method", "kmeans", "--k-max", "10", "--json").stdout
+    )
     assert made["method"] == "kmeans" and made["chosen_k"] == 5 and made["clusters"] == 5
     assert made["selection"]["ks"] == list(range(2, 11)) and made["explanation"]
     assert sum(c["size"] for c in made["cluster_stats"]) == len(data.keys)

@@ -89,7 +89,13 @@ def test_a_planted_mixture_exports_the_subject_with_high_precision_and_recall_an
     images = [n for n in names if n.startswith("img_")]
     assert images == [f"img_{i:04d}.jpg" for i in range(1, result.kept + 1)]
     assert all((out / n).read_bytes()[:3] == b"\xff\xd8\xff" for n in images)
-    assert {"manifest.jsonl", "manifest.parquet", "metadata.jsonl", "report.html"} <= set(names)
+    assert {"manifest.jsonl", "manifest.parquet", "metadata.jsonl", "report.html",
+            "dropped.jsonl"} <= set(names)  # fmt: skip
+    dropped = [json.loads(x) for x in (out / "dropped.jsonl").read_text("utf-8").splitlines()]
+    assert len(dropped) == result.candidates - result.kept == len(result.dropped_candidates)
+    assert dropped == json.loads(json.dumps(result.as_dict()["dropped_candidates"]))
+    assert {d["reason"] for d in dropped} >= {"blurry", "other_cluster", "http_error"}
+    assert all(d["stage"] and d["url"] and d["rank"] for d in dropped)
     assert _leftovers(out.parent) == []
     first = manifest[0]
     for key in ("query", "file", "source", "url", "sha256", "width", "height", "sharpness",
@@ -111,6 +117,9 @@ def test_a_planted_mixture_exports_the_subject_with_high_precision_and_recall_an
                    "truncated", "http_error", "other_cluster"):  # fmt: skip
         assert reason in report, reason
     assert "chosen cluster" in report and "data:image/jpeg;base64," in report
+    assert "more</p>" not in report.split("<h2>Clusters")[0], "the whole kept set is shown"
+    kept_part = report.split(f"<h2>Kept ({result.kept})</h2>")[1].split("<h2>")[0]
+    assert kept_part.count("<figure") == result.kept
     assert "photo 1 &amp; friends &quot;1&quot;" in report, "upstream titles are escaped"
     assert len(report) < 400_000, "thumbnails are inlined small"
     assert "<script" not in report and 'src="http' not in report
@@ -140,7 +149,9 @@ def test_an_interrupted_build_resumes_without_refetching_or_re_embedding(
         stored = atlas.store.counts(atlas.collection)["ok"]
     assert result.resumed and result.kept == 50
     assert len(naver.requests) == api_calls, "the stored listing is replayed, not re-requested"
-    assert naver.picture_requests - fetched_before == 100 - done_before
+    assert fetched_before == 100, "every picture was downloaded (and committed) before ingest"
+    assert naver.picture_requests == fetched_before, "the rerun fetched nothing again"
+    assert max(naver.state.image_hits.values()) == 1
     assert PlantedEmbedder.embedded == stored, "every stored picture was embedded exactly once"
     assert embedded_before <= done_before
     # a finished build is not overwritten by accident; with overwrite it re-filters from the
@@ -168,14 +179,28 @@ def test_empty_search_results_end_with_a_clear_error_and_write_nothing(
     assert not out.exists() and _leftovers(tmp_path) == []
 
 
-def test_a_daily_quota_met_mid_listing_ends_with_a_typed_error_and_writes_nothing(
+def test_a_daily_quota_met_mid_listing_builds_from_what_was_listed_and_says_so(
     tmp_path: Path, catalogue: list[Planted]
 ) -> None:
     out = tmp_path / "out"
     with PlantedNaver(catalogue, QUERY, daily_quota=2) as naver, _open(tmp_path, naver) as atlas:
-        with pytest.raises(NaverQuotaError) as info:
-            atlas.build_dataset(QUERY, out, limit=50, source_options={"display": 30})
-        assert info.value.scope == "daily" and len(naver.requests) >= 3  # 2 pages, then 429s
+        result = atlas.build_dataset(QUERY, out, limit=50, source_options={"display": 30})
+        assert len(naver.requests) == 3, "two pages, then one 429 010 that is not retried"
+        assert naver.picture_requests == 60
+    assert result.candidates == 60 and result.kept > 0
+    assert [w["code"] for w in result.warnings] == ["partial_listing"]
+    assert "midnight KST" in result.warnings[0]["message"]
+    assert json.loads((out / "build.json").read_text())["warnings"] == result.warnings
+
+
+def test_a_daily_quota_met_at_once_fails_after_one_request_and_writes_nothing(
+    tmp_path: Path, catalogue: list[Planted]
+) -> None:
+    out = tmp_path / "out"
+    with PlantedNaver(catalogue, QUERY, daily_quota=0) as naver, _open(tmp_path, naver) as atlas:
+        with pytest.raises(NaverQuotaError, match="Query limit exceeded") as info:
+            atlas.build_dataset(QUERY, out, limit=50)
+        assert info.value.scope == "daily" and len(naver.requests) == 1
         assert naver.picture_requests == 0
         row = atlas.store.engine.connect().exec_driver_sql(
             "SELECT status, error FROM dataset_builds"

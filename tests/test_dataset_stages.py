@@ -17,7 +17,7 @@ from clipatlas.dataset.quality import Survivor, quality_stage
 from clipatlas.dataset.report import ReportEntry, render_report
 from clipatlas.dataset.state import CandidateRow
 from clipatlas.embedders.base import l2_normalize
-from clipatlas.errors import ConfigError, DatasetExistsError
+from clipatlas.errors import ConfigError, DatasetExistsError, WeakClusterError
 from clipatlas.sources.base import Candidate
 from clipatlas.store.base import Item
 
@@ -139,7 +139,7 @@ def test_bad_thresholds_are_refused() -> None:
 
 # -- meaning ---------------------------------------------------------------------------------
 
-DIM = 32
+DIM = 128
 
 
 def _unit(rng: np.random.Generator) -> np.ndarray:
@@ -157,25 +157,59 @@ def _survivors(vectors: np.ndarray) -> tuple[list[Survivor], dict[int, np.ndarra
 
 def _query(positive: np.ndarray, negatives: list[np.ndarray] | None = None) -> QueryVectors:
     neg = np.vstack(negatives) if negatives else np.zeros((0, DIM), np.float32)
-    return QueryVectors(positive, positive[None, :], neg)
+    controls = l2_normalize(np.random.default_rng(99).standard_normal((24, DIM)))
+    return QueryVectors(positive, positive[None, :], neg, controls)
 
 
-def test_the_cluster_matching_the_query_wins_over_a_bigger_look_alike_cluster() -> None:
+def test_a_confident_query_vetoes_a_bigger_look_alike_cluster_but_a_vague_one_cannot() -> None:
     rng = np.random.default_rng(0)
     subject, lookalike = _unit(rng), _unit(rng)
     vectors = np.vstack([_group(rng, subject, 10, 0.3), _group(rng, lookalike, 25, 0.3)])
     survivors, by_id = _survivors(vectors)
-    query = _query(l2_normalize(subject + 0.8 * _unit(rng)))
-    result = meaning_stage(survivors, by_id, query, MeaningConfig())
+    result = meaning_stage(survivors, by_id, _query(subject), MeaningConfig())
     assert len(result.clusters) == 2
     chosen = next(c for c in result.clusters if c.chosen)
-    assert chosen.size == 10 and chosen.relevance_share > 0.9
+    other = next(c for c in result.clusters if not c.chosen)
+    assert chosen.size == 10 and other.vetoed and other.text_z < -6
+    assert result.decided_by == "size_after_veto" and result.warnings == []
     assert sorted(s.row.position for s, _ in result.kept) == list(range(10))
     assert {o.reason for o in result.dropped} == {"other_cluster"}
-    assert all(0.0 <= c.score <= 1.0 for c in result.clusters)
-    # size alone would have chosen the look-alikes
-    by_size = meaning_stage(survivors, by_id, query, MeaningConfig(size_weight=1.0))
+    # a query only a little closer to the small cluster (a model that cannot read the word)
+    vague = l2_normalize(_unit(rng) + 0.15 * subject)
+    by_size = meaning_stage(survivors, by_id, _query(vague), MeaningConfig())
     assert next(c for c in by_size.clusters if c.chosen).size == 25
+    assert by_size.decided_by == "size"
+
+
+def test_a_confident_query_breaks_a_tie_between_clusters_of_similar_size() -> None:
+    rng = np.random.default_rng(5)
+    a, b = _unit(rng), _unit(rng)
+    vectors = np.vstack([_group(rng, a, 14, 0.3), _group(rng, b, 11, 0.3)])
+    survivors, by_id = _survivors(vectors)
+    towards_b = l2_normalize(b + 0.9 * _unit(rng))
+    config = MeaningConfig(veto_z=50)  # only the tie-break may act
+    result = meaning_stage(survivors, by_id, _query(towards_b), config)
+    assert next(c for c in result.clusters if c.chosen).size == 11
+    assert result.decided_by == "text_tie_break"
+    # the same evidence cannot beat a cluster more than twice as big
+    vectors = np.vstack([_group(rng, a, 24, 0.3), _group(rng, b, 11, 0.3)])
+    survivors, by_id = _survivors(vectors)
+    result = meaning_stage(survivors, by_id, _query(towards_b), config)
+    assert next(c for c in result.clusters if c.chosen).size == 24
+    assert [w["code"] for w in result.warnings] == ["evidence_disagrees"]
+    assert "won on size" in result.warnings[0]["message"]
+
+
+def test_a_chosen_cluster_that_is_a_tiny_share_is_refused_unless_allowed() -> None:
+    rng = np.random.default_rng(6)
+    vectors = np.vstack([_group(rng, _unit(rng), 4, 0.2), *[_unit(rng) for _ in range(40)]])
+    survivors, by_id = _survivors(vectors)
+    with pytest.raises(WeakClusterError, match="holds 4 of 44 pictures") as info:
+        meaning_stage(survivors, by_id, _query(_unit(rng)), MeaningConfig())
+    assert (info.value.size, info.value.total) == (4, 44)
+    allowed = meaning_stage(survivors, by_id, _query(_unit(rng)), MeaningConfig(allow_small=True))
+    assert [w["code"] for w in allowed.warnings] == ["small_cluster"]
+    assert len(allowed.kept) <= 4
 
 
 def test_a_wrong_picture_inside_the_chosen_cluster_is_dropped_on_its_own_similarity() -> None:
@@ -193,7 +227,7 @@ def test_a_wrong_picture_inside_the_chosen_cluster_is_dropped_on_its_own_similar
     assert [(o.position, o.reason) for o in result.dropped] == [(15, "off_query")]
     assert len(result.kept) == 15
     kept_scores = result.kept[0][1]
-    assert {"cluster", "cluster_score", "query_similarity", "relevance", "z"} <= set(kept_scores)
+    assert {"cluster", "cluster_size", "query_similarity", "relevance", "z"} <= set(kept_scores)
 
 
 def test_negative_examples_move_the_choice_to_the_other_cluster() -> None:
@@ -214,6 +248,7 @@ def test_without_dense_clusters_every_picture_is_judged_on_its_own() -> None:
     survivors, by_id = _survivors(vectors)
     result = meaning_stage(survivors, by_id, _query(_unit(rng)), MeaningConfig())
     assert "no dense cluster" in result.note
+    assert [w["code"] for w in result.warnings] == ["no_dense_cluster"]
     assert len(result.kept) + len(result.dropped) == 6 and result.chosen == 0
 
 

@@ -204,8 +204,10 @@ def test_a_model_that_is_not_clip_family_is_refused(
 def test_siglip2_naflex_checkpoints_are_refused_with_the_reason(
     hub_offline: None, embedder_registry: Registry, embedder_settings: Settings, tmp_path: Path
 ) -> None:
-    from transformers import Siglip2Config
-
+    try:
+        from transformers import Siglip2Config
+    except ImportError:  # transformers < 4.49 (locks/lowest.txt) cannot read SigLIP 2 at all
+        pytest.skip("this transformers has no SigLIP 2")
     Siglip2Config().save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="NaFlex"):
         embedder_registry.create_embedder(f"hf:{tmp_path}", embedder_settings)

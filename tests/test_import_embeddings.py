@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clipatlas import Atlas
-from clipatlas.errors import EmbedderMismatchError, EmbeddingImportError
+from clipatlas.errors import EmbedderMismatchError, EmbeddingDimensionError, EmbeddingImportError
 from clipatlas.settings import Settings
 from tests.corpus import write_good_jpegs
 
@@ -90,7 +90,8 @@ def test_vectors_of_the_wrong_dimension_or_embedder_are_refused(
         keys = _keys(atlas)
         np.save(tmp_path / "v.npy", np.ones((2, 32), np.float32))
         (tmp_path / "ids.txt").write_text("\n".join(keys))
-        with pytest.raises(EmbeddingImportError, match="dimension 32 != collection dimension 64"):
+        with pytest.raises(EmbeddingDimensionError, match="vectors are 32-d but the collection "
+                           "holds 64-d vectors of 'fake:64'"):  # fmt: skip
             atlas.import_embeddings(tmp_path / "v.npy", tmp_path / "ids.txt")
         np.save(tmp_path / "w.npy", np.ones((2, 64), np.float32))
         with pytest.raises(EmbedderMismatchError):
@@ -106,3 +107,43 @@ def test_npy_without_ids_and_unknown_file_types_get_clear_errors(
     (tmp_path / "v.csv").write_text("a,b")
     with pytest.raises(EmbeddingImportError, match="unsupported file type"):
         stored_atlas.import_embeddings(tmp_path / "v.csv")
+
+
+def test_vectors_of_another_dimension_than_the_embedders_text_tower_are_refused_before_binding(
+    stored_atlas: Atlas, tmp_path: Path
+) -> None:
+    """Issue 22: 512-d vectors offered to a collection whose model (fake:64) makes 64-d ones."""
+    keys = _keys(stored_atlas)
+    np.save(tmp_path / "v.npy", np.ones((4, 512), np.float32))
+    (tmp_path / "ids.txt").write_text("\n".join(keys))
+    with pytest.raises(EmbeddingDimensionError) as err:
+        stored_atlas.import_embeddings(tmp_path / "v.npy", tmp_path / "ids.txt")
+    text = str(err.value)
+    assert "\n" not in text and str(tmp_path / "v.npy") in text
+    assert "512-d" in text and "'fake:64' makes 64-d" in text
+    assert (err.value.got, err.value.expected, err.value.embedder) == (512, 64, "fake:64")
+    stats = stored_atlas.stats()
+    assert (stats.vectors, stats.embedder_id, stats.dim) == (0, None, None)
+    # named as coming from a model of that dimension, they are accepted
+    report = stored_atlas.import_embeddings(
+        tmp_path / "v.npy", tmp_path / "ids.txt", embedder_id="fake:512"
+    )
+    assert (report.imported, report.dim) == (4, 512)
+
+
+def test_the_cli_refuses_mismatched_vectors_in_one_line_and_stores_nothing(
+    stored_atlas: Atlas, settings: Settings, tmp_path: Path
+) -> None:
+    from tests.test_cli import run
+
+    keys = _keys(stored_atlas)
+    np.save(tmp_path / "v.npy", np.ones((4, 512), np.float32))
+    (tmp_path / "ids.txt").write_text("\n".join(keys))
+    stored_atlas.close()
+    args = ["import-embeddings", str(tmp_path / "v.npy"), "--ids", str(tmp_path / "ids.txt")]
+    refused = run(settings.home, *args, "--collection", "byo", check=1)
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "512-d" in lines[0] and "64-d" in lines[0], refused.stderr
+    assert "v.npy" in lines[0] and "Traceback" not in refused.stderr
+    with Atlas.open("byo", settings=settings, create=False) as atlas:
+        assert atlas.stats().vectors == 0 and atlas.runs() == []

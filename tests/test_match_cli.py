@@ -139,9 +139,15 @@ def test_calibrate_then_match_a_stored_record_and_a_new_one(
     assert cal["source"] == "fitted" and cal["category_rule"] == "gate"
     assert cal["report"]["pairs"] == 32 and cal["report"]["f1"] == 1.0
     out = json.loads(run(home, "match", "lost-1", "-c", "lf", "--against", "found", "--json"))
-    assert [m["key"] for m in out["lost-1"]] == ["found-1"]
-    explanation = out["lost-1"][0]["explanation"]
-    assert {c["component"] for c in explanation["components"]} >= {"text", "cross"}
+    # one shape for a stored id, a new record and --batch (docs/matching.md)
+    assert set(out) == {"calibration", "threshold_override", "results"}
+    assert out["calibration"]["id"] == cal["id"]
+    assert out["calibration"]["method"] == cal["method"]
+    [entry] = out["results"]
+    assert entry["record"] == "lost-1" and [m["key"] for m in entry["matches"]] == ["found-1"]
+    explanation = entry["matches"][0]["explanation"]
+    assert explanation["pattern"] in ("no_photo", "one_photo", "both_photos")
+    assert explanation["method"] == cal["method"]
     new = json.loads(
         run(
             home,
@@ -157,7 +163,8 @@ def test_calibrate_then_match_a_stored_record_and_a_new_one(
             "--json",
         )
     )
-    assert new["<query>"][0]["key"] == "lost-2"
+    assert set(new) == set(out) and new["results"][0]["record"] == "<query>"
+    assert new["results"][0]["matches"][0]["key"] == "lost-2"
     photo_only = json.loads(
         run(
             home,
@@ -175,17 +182,28 @@ def test_calibrate_then_match_a_stored_record_and_a_new_one(
             "--json",
         )
     )
-    assert photo_only["<query>"][0]["key"] == "lost-1"
+    assert photo_only["threshold_override"] == 0.0
+    assert photo_only["results"][0]["matches"][0]["key"] == "lost-1"
     batch = json.loads(
         run(home, "match", "--batch", "-c", "lf", "--kind", "lost", "--against", "found",
             "-k", "1", "--json")
     )  # fmt: skip
-    assert {key: [m["key"] for m in ms] for key, ms in batch.items()} == {
+    assert set(batch) == set(out)
+    assert {e["record"]: [m["key"] for m in e["matches"]] for e in batch["results"]} == {
         f"lost-{i}": [f"found-{i}"] for i in range(4)
     }
     latest = json.loads(run(home, "match", "--batch", "-c", "lf", "--json"))
-    assert set(latest) == {f"{p}{i}" for p in ("lost-", "found-", "found-x") for i in range(4)}
-    assert not any(latest.values())  # one import: nothing outside it to match against
+    got = {e["record"] for e in latest["results"]}
+    assert got == {f"{p}{i}" for p in ("lost-", "found-", "found-x") for i in range(4)}
+    assert not any(e["matches"] for e in latest["results"])  # nothing outside the one import
+    # a rerun of the import adds nothing and fails nothing
+    again = json.loads(
+        run(home, "import-records", str(base / "records.jsonl"), "-c", "lf", "--json")
+    )
+    assert again["imported"] == 0 and again["already_present"] == 12
+    assert again["reasons"] == {"missing_field": 1}  # the bad row of the file, as before
+    text = run(home, "import-records", str(base / "records.jsonl"), "-c", "lf")
+    assert "nothing new: 12 records already present, 0 added" in text
 
 
 def test_bad_usage_and_unknown_records_fail_with_one_line(
@@ -212,14 +230,15 @@ def test_match_config_shows_and_changes_the_parameters_without_labels(tmp_path: 
     assert shown["source"] == "default" and shown["id"] is None
     (tmp_path / "syn.json").write_text('{"Purse": "wallet"}')
     before = json.loads(run(home, "match", "a", "-c", "c", "--threshold", "0", "--json"))
-    assert before["a"][0]["explanation"]["category"]["same"] is False
+    assert before["results"][0]["matches"][0]["explanation"]["category"]["same"] is False
     changed = json.loads(
         run(home, "match-config", "-c", "c", "--category-rule", "gate", "--synonyms",
             str(tmp_path / "syn.json"), "--threshold", "0.2", "--json")
     )  # fmt: skip
     assert changed["category_synonyms"] == {"purse": "wallet"} and changed["threshold"] == 0.2
     after = json.loads(run(home, "match", "a", "-c", "c", "--json"))
-    assert after["a"][0]["explanation"]["category"]["same"] is True
-    assert after["a"][0]["explanation"]["threshold"] == 0.2
+    [m] = after["results"][0]["matches"]
+    assert m["explanation"]["category"]["same"] is True
+    assert m["explanation"]["threshold"] == 0.2
     bad = run_process(home, "match-config", "-c", "c", "--category-rule", "maybe", check=1)
     assert "category_rule" in bad.stderr

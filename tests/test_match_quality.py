@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from tests.match_benchmark import run_comparison
+from clipatlas import Atlas
+from clipatlas.settings import Settings
+from tests.match_benchmark import MINILM, run_comparison
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +57,31 @@ def test_batch_matching_puts_the_true_found_post_first_for_most_lost_ones(
     comparison: dict[str, Any],
 ) -> None:
     assert comparison["top1_accuracy"] >= 0.7, comparison
+
+
+def test_a_photo_less_true_pair_passes_the_threshold_of_its_pattern(
+    comparison: dict[str, Any],
+) -> None:
+    passed = comparison["one_photo_true_pass"]
+    assert passed["pattern_threshold"] >= 0.85, comparison
+    assert passed["pattern_threshold"] >= passed["overall_threshold"], comparison
+    assert "one_photo" in comparison["thresholds"], comparison
+    # through the API: each photo-less lost post of the test half whose found post has a
+    # photo (the seed's case) lists its found post at the default thresholds
+    rows = {r["id"]: r for r in comparison["rows"]}
+    lost = [
+        key for key, r in rows.items()
+        if r["kind"] == "lost" and "photo" not in r and r["object"] % 2 == 1
+        and "photo" in rows[f"found-{r['object']:03d}"]
+    ]  # fmt: skip
+    settings = Settings(home=Path(comparison["home"]), model="fake:64",
+                        match_text_model=MINILM, workers=-1)  # fmt: skip
+    with Atlas.open("matching-bench", settings=settings, create=False) as atlas:
+        found = atlas.match_batch(keys=lost, against_kind="found", k=5)
+    listed = [f"found-{key.split('-')[1]}" in [m.key for m in found[key]] for key in lost]
+    assert len(lost) >= 6 and np.mean(listed) >= 0.85, (lost, found)
+    for key in lost:
+        for m in found[key]:
+            assert m.score >= m.explanation["threshold"]  # each against its pattern's
+            if m.key == f"found-{key.split('-')[1]}":
+                assert m.explanation["pattern"] == "one_photo"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -209,7 +210,7 @@ def _report(tmp_path: Path, pypi: FakePyPI, pins: list[str]) -> dict[str, dict[s
     out = tmp_path / "report.json"
     done = subprocess.run(
         [
-            str(ROOT / ".venv" / "bin" / "python"),
+            sys.executable,
             str(ROOT / "scripts" / "audit_latest.py"),
             str(tmp_path / "freeze.txt"),
             *("-o", str(out), "--backoff", "0.05"),

@@ -127,7 +127,9 @@ def test_a_dataset_build_killed_at_random_and_before_its_final_rename_resumes_to
     catalogue = planted_catalogue(100)
     rng = random.Random(SEED + 2)
     out = tmp_path / "out"
-    with PlantedNaver(catalogue, "고양이") as naver:
+    # a slow image host (200 ms a picture, 8 at a time: ~2.5 s of fetching), so the random
+    # kills land while the build runs, not after it has finished
+    with PlantedNaver(catalogue, "고양이", picture_delay=0.2) as naver:
         config = {
             "home": str(tmp_path / "home"),
             "collection": "cats",

@@ -71,9 +71,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 # -- 5.1 schemathesis ------------------------------------------------------------------------------
 
 
-# A cluster name with control characters redraws the map with a matplotlib "Glyph missing"
-# UserWarning; harmless in the app (a warning), an error under this suite's warning filter.
-@pytest.mark.filterwarnings("ignore:Glyph .* missing from font:UserWarning")
 @pytest.mark.parametrize("mode", ["open", "token"])
 def test_schemathesis_every_operation_gives_no_server_error(
     home: dict[str, Any], mode: str

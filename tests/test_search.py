@@ -160,6 +160,39 @@ def test_a_served_index_may_lag_writes_elsewhere_and_refreshes_in_the_background
         assert web.search_text("green", k=1)[0].path.endswith("green.png")
 
 
+def test_a_served_index_reads_the_collection_version_at_most_once_per_staleness_window(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search on a served index (``index_staleness`` > 0) that was current less than that
+    long ago reads nothing from the database to decide so (it may lag by that much anyway);
+    after the window one read confirms it, and a write seen then is caught up from."""
+    import clipatlas.engine as engine_module
+
+    folder = _mk(tmp_path / "first")
+    for i in range(3):
+        coloured_picture(COLOURS["red"], size=(64 + 8 * i, 64)).save(folder / f"red{i}.png")
+    clock = [1000.0]
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: clock[0])
+    served = settings.model_copy(update={"index_staleness": 30.0})
+    with Atlas.open("reads", settings=served) as web, Atlas.open("reads", settings=settings) as job:
+        job.ingest(folder)
+        reads: list[float] = []
+        version = web.store.version
+        monkeypatch.setattr(web.store, "version", lambda c: reads.append(clock[0]) or version(c))
+        first = web.index()
+        reads.clear()
+        clock[0] += 29.0
+        assert web.index() is first and reads == []  # built 29 s ago: no read
+        clock[0] += 2.0
+        assert web.index() is first and reads == [1031.0]  # 31 s: read once, still current
+        clock[0] += 29.0
+        assert web.index() is first and reads == [1031.0]  # confirmed 29 s ago: no read
+        coloured_picture(COLOURS["blue"]).save(folder / "blue.png")
+        job.ingest(folder)
+        clock[0] += 2.0
+        assert len(web.index(max_staleness=0)) == 4  # asked for current: read and caught up
+
+
 def test_one_atlas_serves_concurrent_searches_from_many_threads(colour_atlas: Atlas) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -358,3 +358,24 @@ def test_the_fake_validates_start_display_and_encoding_like_the_real_api(
             assert code(fake.url + "/v1/search/blog", query="a") == "SE05"
             page = fetcher.get_json(fake.url + "/v1/search/image.json", params={"query": "a"})
     assert page["errorCode"] == "024"  # no credentials
+
+
+def test_a_daily_quota_429_is_final_after_exactly_one_request(tmp_path: Path) -> None:
+    with FakeNaver(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, daily_quota=0) as fake:
+        settings = make_settings(tmp_path, fake)
+        with make_fetcher(settings) as fetcher, pytest.raises(NaverQuotaError) as info:
+            list(source(settings, fetcher).iter_candidates())
+        assert len(fake.requests) == 1, "a quota that resets tomorrow is not retried"
+    error = info.value
+    assert (error.scope, error.code, error.status) == ("daily", "010", 429)
+    assert "Query limit exceeded" in str(error) and "midnight KST" in str(error)
+
+
+def test_a_per_second_429_status_is_still_retried_by_the_fetcher(tmp_path: Path) -> None:
+    with FakeNaver(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as fake:
+        settings = make_settings(tmp_path, fake)
+        fake.fail_next("per_second", times=2)
+        with make_fetcher(settings) as fetcher:
+            src = source(settings, fetcher, limit=10, rate_retries=0)
+            assert len(list(src.iter_candidates())) == 10
+        assert len(fake.requests) == 3 and src.requests == 1, "retried inside the fetcher"

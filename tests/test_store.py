@@ -242,7 +242,7 @@ class _LockedCursor:
 
 
 def test_switching_to_wal_is_retried_while_the_file_is_locked_and_only_then() -> None:
-    from clipatlas.store.sql import _switch_to_wal
+    from clipatlas.store.sql.engine import _switch_to_wal
 
     cursor = _LockedCursor(locked=3)
     _switch_to_wal(cursor)
@@ -262,7 +262,7 @@ def test_a_costly_summary_is_recounted_at_most_once_per_50_times_its_cost_when_l
     writes by 5 s must not recount every 5 s during an ingest (20% of a core)."""
     coll = store.ensure_collection("c")
     clock = [0.0]
-    monkeypatch.setattr("clipatlas.store.sql.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("clipatlas.store.sql.summaries.time.monotonic", lambda: clock[0])
     calls: list[float] = []
 
     def compute(_: object) -> int:
@@ -276,3 +276,43 @@ def test_a_costly_summary_is_recounted_at_most_once_per_50_times_its_cost_when_l
     assert store.cached_summary("n", coll, compute, version=2) == 2  # no lag accepted: current
     clock[0] = 100.0
     assert store.cached_summary("n", coll, compute, 5.0, version=3) == 3  # 59 s > 50 s: recount
+
+
+def test_a_summary_that_may_lag_reads_the_version_once_per_lag_window(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages accept counts lagging writes by 5 s under ``serve``: within that window they need
+    not read the collection's version either (one statement per summary per page view)."""
+    coll = store.ensure_collection("c")
+    clock = [0.0]
+    monkeypatch.setattr("clipatlas.store.sql.summaries.time.monotonic", lambda: clock[0])
+    versions, calls = [1], []
+    reads: list[float] = []
+
+    def version(_: object) -> int:
+        reads.append(clock[0])
+        return versions[0]
+
+    monkeypatch.setattr(store, "version", version)
+
+    def compute(_: object) -> int:
+        calls.append(clock[0])
+        return versions[0] * 10
+
+    assert store.cached_summary("n", coll, compute, 5.0) == 10
+    clock[0] = 4.0
+    assert store.cached_summary("n", coll, compute, 5.0) == 10
+    assert reads == [0.0]  # computed 4 s ago: served without a read
+    clock[0] = 6.0
+    assert store.cached_summary("n", coll, compute, 5.0) == 10  # read, same version: confirmed
+    clock[0] = 10.0
+    assert store.cached_summary("n", coll, compute, 5.0) == 10
+    assert reads == [0.0, 6.0]  # confirmed 4 s ago: no read
+    versions[0] = 2
+    clock[0] = 10.5
+    assert store.cached_summary("n", coll, compute, 5.0) == 10  # may lag: still 10
+    clock[0] = 11.5
+    assert store.cached_summary("n", coll, compute, 5.0) == 20  # 5.5 s since confirmed: recount
+    assert calls == [0.0, 11.5] and reads == [0.0, 6.0, 11.5]
+    assert store.cached_summary("n", coll, compute) == 20  # no lag accepted: always read
+    assert reads[-1] == 11.5 and len(reads) == 4

@@ -58,6 +58,7 @@ def test_item_detail_and_files_are_served_by_id_with_nosniff(client: TestClient)
     assert thumb.headers["x-content-type-options"] == "nosniff"
     Image.open(io.BytesIO(thumb.content)).verify()
     original = client.get(detail["original_url"])
+    assert original.headers["cache-control"] == "private, max-age=3600"
     assert original.status_code == 200 and original.headers["content-type"] == "image/png"
     missing = client.get("/api/collections/photos/items/99999/thumbnail")
     assert missing.status_code == 404
@@ -65,6 +66,28 @@ def test_item_detail_and_files_are_served_by_id_with_nosniff(client: TestClient)
         "error": "not_found",
         "detail": "no item 99999 in collection 'photos'",
     }
+
+
+def test_a_thumbnail_is_named_by_its_content_so_pages_may_cache_it(client: TestClient) -> None:
+    """The page links a thumbnail with ``?v=`` its content address: that answer may be cached
+    for a year; the ETag (the content address) answers a revalidation with 304 and no body."""
+    first = client.get("/api/collections/photos/items", params={"status": "ok"}).json()["items"][0]
+    url = first["thumbnail_url"]
+    assert url.endswith("/thumbnail?v=" + first["sha256"][:16])  # thumbs/<sha256>.jpg
+    linked = client.get(url)
+    assert linked.headers["cache-control"] == "private, max-age=31536000, immutable"
+    tag = linked.headers["etag"]
+    assert tag == f'"{first["sha256"]}"'
+    plain = client.get(url.split("?")[0])
+    assert plain.headers["cache-control"] == "private, max-age=3600"  # no name: an hour
+    assert plain.content == linked.content and plain.headers["etag"] == tag
+    other = client.get(url.split("?")[0] + "?v=0123456789abcdef")
+    assert other.headers["cache-control"] == "private, max-age=3600"  # an old link: an hour
+    again = client.get(url, headers={"If-None-Match": f'"x", {tag}'})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    changed = client.get(url, headers={"If-None-Match": '"something-else"'})
+    assert changed.status_code == 200 and changed.content == linked.content
+    assert again.headers["x-content-type-options"] == "nosniff"
 
 
 def test_no_route_takes_a_path_from_the_request(client: TestClient) -> None:
@@ -83,7 +106,7 @@ def test_text_search_finds_the_named_colour_first(client: TestClient) -> None:
     assert res.status_code == 200
     hits = res.json()["hits"]
     assert len(hits) == 4 and hits[0]["source_key"].startswith("c0-")
-    assert hits[0]["thumbnail_url"].endswith("/thumbnail")
+    assert "/thumbnail?v=" in hits[0]["thumbnail_url"]  # named by content, like item pages
     assert hits[0]["score"] >= hits[-1]["score"]
 
 

@@ -18,7 +18,7 @@ from clipatlas.jobs import JobContext, JobKind, default_kinds
 from clipatlas.progress import ProgressEvent
 from clipatlas.settings import Settings
 from tests.corpus import coloured_picture
-from tests.dataset_planted import PlantedNaver, _PlantedHandler, planted_catalogue, planted_settings
+from tests.dataset_planted import PlantedNaver, planted_catalogue, planted_settings
 from tests.web_helpers import write_colour_folder
 from tests.web_live import CHROMIUM, LiveApp
 
@@ -244,17 +244,10 @@ def test_classify_an_uploaded_picture_and_get_recommendations_from_the_browser(
         assert "추천" in page.text_content("h1")
 
 
-class _SlowPlantedHandler(_PlantedHandler):
-    def _image(self, path: str) -> None:
-        time.sleep(0.25)
-        super()._image(path)
-
-
 def test_start_a_dataset_build_against_the_local_fakes_and_cancel_it(
     page: Any, tmp_path: Path
 ) -> None:
-    with PlantedNaver(planted_catalogue(60), "고양이") as naver:
-        naver._server.RequestHandlerClass = _SlowPlantedHandler
+    with PlantedNaver(planted_catalogue(60), "고양이", picture_delay=0.25) as naver:
         settings = planted_settings(tmp_path / "home", naver, model="fake:64")
         with LiveApp(settings, _kinds()) as live:
             page.goto(live.url + "/dataset?collection=cats")
@@ -273,6 +266,7 @@ def test_start_a_dataset_build_against_the_local_fakes_and_cancel_it(
             assert naver.picture_requests < 60  # stopped before fetching everything
             assert page.locator("#job-report").is_hidden()
             logs = page.text_content("ol.logs")
-            assert "cancel requested" in logs and "cancelled during ingest" in logs
+            # pictures are fetched (and committed one by one) before the ingest embeds them
+            assert "cancel requested" in logs and "cancelled during fetch" in logs
             builds = page.request.get(live.url + "/api/collections/cats/datasets").json()
             assert builds[0]["status"] == "cancelled"  # the build's own row agrees

@@ -46,7 +46,7 @@ def test_korean_interface_is_switchable_and_remembered(client: TestClient) -> No
 
 def test_the_gallery_pages_through_thumbnails_and_filters(client: TestClient) -> None:
     body = client.get("/c/photos", headers=HTML).text
-    thumbs = re.findall(r'<img src="(/api/collections/photos/items/\d+/thumbnail)"', body)
+    thumbs = re.findall(r'<img src="(/api/collections/photos/items/\d+/thumbnail\?v=\w+)"', body)
     assert len(thumbs) == 20  # 20 stored pictures; the rejected one has none
     assert client.get(thumbs[0]).status_code == 200
     rejected = client.get("/c/photos?status=rejected", headers=HTML).text

@@ -38,6 +38,10 @@ _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
 
 
 def _tiny_clip_tokenizer(max_length: int) -> Any:
+    """Read from the two files a CLIP tokenizer is made of: the one constructor that
+    transformers 4 (file paths) and 5 (vocab and merges objects) both accept."""
+    import tempfile
+
     from tokenizers import pre_tokenizers
     from transformers import CLIPTokenizer
 
@@ -49,7 +53,10 @@ def _tiny_clip_tokenizer(max_length: int) -> Any:
         vocab[symbol + "</w>"] = len(vocab)
     vocab[_BOS] = len(vocab)
     vocab[_EOS] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+        (Path(folder) / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=max_length)
 
 
 def _tiny_tower(**overrides: Any) -> dict[str, Any]:
@@ -104,6 +111,7 @@ def build_tiny_hf_siglip(directory: Path, *, seed: int = 0) -> Path:
     path — last-token pooling, ``padding="max_length"``, squash resize — is the real one.
     """
     import torch
+    import transformers
     from transformers import (
         SiglipConfig,
         SiglipImageProcessor,
@@ -115,10 +123,15 @@ def build_tiny_hf_siglip(directory: Path, *, seed: int = 0) -> Path:
     tokenizer = _tiny_clip_tokenizer(_TINY_TEXT_LENGTH)
     text = _tiny_tower(max_position_embeddings=_TINY_TEXT_LENGTH, **_special_ids(tokenizer))
     vision = _tiny_tower(image_size=TINY_IMAGE_SIZE, patch_size=8)
-    # config objects, not dicts: dicts make SiglipConfig validate its own inconsistent defaults
-    config = SiglipConfig(
-        text_config=SiglipTextConfig(**text), vision_config=SiglipVisionConfig(**vision)
-    )
+    # transformers 5 wants config objects (dicts make SiglipConfig validate its own
+    # inconsistent defaults); transformers 4 accepts only dicts
+    towers: dict[str, Any] = {
+        "text_config": SiglipTextConfig(**text),
+        "vision_config": SiglipVisionConfig(**vision),
+    }
+    if int(transformers.__version__.split(".")[0]) < 5:
+        towers = {name: tower.to_dict() for name, tower in towers.items()}
+    config = SiglipConfig(**towers)
     torch.manual_seed(seed)
     model = SiglipModel(config).eval()
     image_processor = SiglipImageProcessor(

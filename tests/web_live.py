@@ -28,7 +28,9 @@ class LiveApp:
     def __init__(self, settings: Settings, kinds: JobKinds, *, worker: bool = True) -> None:
         self.port = free_port()
         app = create_app(settings, WebConfig.build(port=self.port, workers=0), kinds=kinds)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", ws="none"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.worker = Worker(settings, kinds=kinds, poll=0.05, heartbeat=0.1) if worker else None

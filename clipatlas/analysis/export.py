@@ -89,24 +89,9 @@ def _meta_columns(pages: Pages) -> dict[str, set[type]]:
 
 def _row(item: Item, media_root: Path, meta_columns: list[str]) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "id": item.id,
-        "source": item.source,
-        "source_key": item.source_key,
-        "uri": item.uri,
-        "status": item.status,
-        "reason": item.reason,
-        "detail": item.detail,
-        "sha256": item.sha256,
-        "phash": item.phash,
-        "format": item.format,
-        "width": item.width,
-        "height": item.height,
-        "aspect": item.aspect,
-        "sharpness": item.sharpness,
-        "size_bytes": item.size_bytes,
+        **item.scalars(),
         "media_path": str(media_root / item.media_path) if item.media_path else None,
         "thumb_path": str(media_root / item.thumb_path) if item.thumb_path else None,
-        "has_vector": item.has_vector,
         "meta": json.dumps(dict(item.meta), ensure_ascii=False, sort_keys=True, default=str),
     }
     for column in meta_columns:

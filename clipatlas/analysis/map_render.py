@@ -10,8 +10,9 @@ at most ``max_thumbnails`` points (a seeded sample when there are more); the oth
 and text only. Every string from upstream (cluster names, provenance, title) is HTML-escaped
 before it reaches the page; file paths are only read, never written into the page.
 
-PNG: a matplotlib scatter on the Agg canvas (no pyplot, no global backend state), with a
-legend of the largest clusters' names.
+PNG: a matplotlib scatter on the Agg canvas (no pyplot, no global backend state); every
+cluster's label is written on the plot where its members are, and the legend lists every
+cluster (label, name, size) in as many columns as it needs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,9 @@ from PIL import Image
 
 from clipatlas.atomic import write_atomic
 from clipatlas.errors import ConfigError
+from clipatlas.wording import counted
 
-__all__ = ["HtmlMap", "render_html", "render_png"]
+__all__ = ["LEGEND_ROWS", "HtmlMap", "label_anchors", "legend_entries", "render_html", "render_png"]
 
 NOISE = -1
 NOISE_COLOUR = "#9e9e9e"
@@ -236,7 +239,7 @@ def render_html(
         default_height="100%",
     )
     clusters = sum(1 for label, _ in order if label != NOISE)
-    summary = f"{n} points, {clusters} clusters" + (
+    summary = f"{counted(n, 'point')}, {counted(clusters, 'cluster')}" + (
         f", {int((lab == NOISE).sum())} noise" if (lab == NOISE).any() else ""
     )
     page = _PAGE.format(title=html.escape(title), plot=plot, summary=html.escape(summary))
@@ -250,6 +253,33 @@ def _mpl_text(text: str) -> str:
     return text.replace("$", r"\$")  # a lone "$" would start matplotlib mathtext
 
 
+LEGEND_ROWS = 24  # legend entries per column of the PNG
+
+
+def legend_entries(order: list[tuple[int, int]], names: Mapping[int, str]) -> list[str]:
+    """One PNG legend entry per cluster (every cluster, largest first, noise last): the label
+    that is also written on the plot, the name and the size."""
+    out = []
+    for label, count in order:
+        name = _name(names, label)
+        shown = name if label == NOISE or name == f"cluster {label}" else f"{label}: {name}"
+        out.append(f"{_mpl_text(shown)} ({count})")
+    return out
+
+
+def label_anchors(xy: np.ndarray, lab: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Where each real cluster's label goes on the plot: the member nearest the median of its
+    members (always on the cluster, also for a curved one)."""
+    out: dict[int, tuple[float, float]] = {}
+    for label in np.unique(lab):
+        if label == NOISE:
+            continue
+        pts = xy[lab == label]
+        nearest = int(np.argmin(((pts - np.median(pts, axis=0)) ** 2).sum(axis=1)))
+        out[int(label)] = (float(pts[nearest, 0]), float(pts[nearest, 1]))
+    return out
+
+
 def render_png(
     path: str | Path,
     coords: np.ndarray,
@@ -257,11 +287,13 @@ def render_png(
     labels: Sequence[int] | np.ndarray | None,
     names: Mapping[int, str] | None = None,
     title: str = "clipatlas map",
-    legend_max: int = 12,
     size_inches: tuple[float, float] = (10.0, 8.0),
     dpi: int = 120,
 ) -> Path:
-    """Write a static PNG scatter of ``coords`` coloured by cluster, legend of the largest."""
+    """Write a static PNG scatter of ``coords`` coloured by cluster: each cluster's label is
+    written on the plot (:func:`label_anchors`) and the legend lists every cluster, in columns
+    of :data:`LEGEND_ROWS` (:func:`legend_entries`)."""
+    from matplotlib import patheffects
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -271,45 +303,44 @@ def render_png(
     colours = _colours(order)
     n = len(xy)
     marker = 12.0 if n <= 2_000 else 4.0 if n <= 50_000 else 1.0
+    entries = legend_entries(order, names)
+    columns = max(1, -(-len(entries) // LEGEND_ROWS))
 
-    fig = Figure(figsize=size_inches, dpi=dpi)
+    fig = Figure(figsize=(size_inches[0] + 2.2 * (columns - 1), size_inches[1]), dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    named = {label for label, _ in order[:legend_max]}
-    for label, count in reversed(order):  # largest drawn last, on top; noise first, below
+    handles: dict[int, Any] = {}
+    for label, _ in reversed(order):  # largest drawn last, on top; noise first, below
         idx = lab == label
-        legend = f"{_mpl_text(_name(names, label))} ({count})" if label in named else None
-        ax.scatter(
-            xy[idx, 0],
-            xy[idx, 1],
-            s=marker,
-            c=colours[label],
-            alpha=0.8,
-            linewidths=0,
-            label=legend,
+        handles[label] = ax.scatter(
+            xy[idx, 0], xy[idx, 1], s=marker, c=colours[label], alpha=0.8, linewidths=0,
             rasterized=True,
-        )
+        )  # fmt: skip
+    outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+    for label, (x, y) in label_anchors(xy, lab).items():
+        ax.text(x, y, str(label), fontsize=8, fontweight="bold", ha="center", va="center",
+                color="#222222", path_effects=outline)  # fmt: skip
     ax.set_title(_mpl_text(title))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_aspect("equal", adjustable="datalim")
     if n:
-        handles, texts = ax.get_legend_handles_labels()
-        rank = {f"{_mpl_text(_name(names, lb))} ({c})": i for i, (lb, c) in enumerate(order)}
-        pairs = sorted(zip(handles, texts, strict=True), key=lambda p: rank.get(p[1], 0))
-        if pairs:
-            ax.legend(
-                [p[0] for p in pairs],
-                [p[1] for p in pairs],
-                loc="center left",
-                bbox_to_anchor=(1.01, 0.5),
-                fontsize=8,
-                markerscale=max(1.0, 6 / marker),
-                frameon=False,
-            )
-    fig.tight_layout()
+        ax.legend(
+            [handles[label] for label, _ in order],
+            entries,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            ncol=columns,
+            fontsize=7 if len(entries) > LEGEND_ROWS else 8,
+            markerscale=max(1.0, 6 / marker),
+            frameon=False,
+        )
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    with warnings.catch_warnings():
+        # a name in a script the font lacks draws as boxes; that is no reason to fail the map
+        warnings.filterwarnings("ignore", r"Glyph \d+ .*missing from", UserWarning)
+        fig.tight_layout()
+        fig.savefig(buf, format="png", bbox_inches="tight")
     dest = Path(path)
     data = buf.getvalue()
     _write_bytes(dest, data)

@@ -15,7 +15,7 @@ from clipatlas.errors import CivitaiError, FetchError, ImageError, Reason
 from clipatlas.images import ImageLimits, decode_image
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = ["Probe", "civitai_model_pictures", "picture_from", "url_picture"]
 
@@ -30,13 +30,15 @@ class Probe:
     failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def _limits(atlas: Atlas) -> ImageLimits:
+def _limits(engine: Engine) -> ImageLimits:
     return ImageLimits(
-        max_pixels=atlas.settings.max_pixels, min_side=1, max_bytes=atlas.settings.max_file_bytes
+        max_pixels=engine.settings.max_pixels, min_side=1, max_bytes=engine.settings.max_file_bytes
     )
 
 
-def picture_from(atlas: Atlas, image: str | os.PathLike[str] | bytes | Image.Image) -> Image.Image:
+def picture_from(
+    engine: Engine, image: str | os.PathLike[str] | bytes | Image.Image
+) -> Image.Image:
     """A picture from a path, raw bytes or a PIL image; :class:`ImageError` otherwise."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
@@ -48,22 +50,22 @@ def picture_from(atlas: Atlas, image: str | os.PathLike[str] | bytes | Image.Ima
             data = Path(image).expanduser().read_bytes()
         except OSError as exc:
             raise ImageError(name, Reason.UNREADABLE, exc.strerror or str(exc)) from exc
-    return decode_image(data, name, _limits(atlas)).image
+    return decode_image(data, name, _limits(engine)).image
 
 
-def url_picture(atlas: Atlas, url: str) -> Image.Image:
+def url_picture(engine: Engine, url: str) -> Image.Image:
     """A picture fetched through the collection's safe fetcher (:class:`FetchError` else)."""
-    result = atlas.fetcher().get(url, expect="image")
-    return decode_image(result.data, result.url, _limits(atlas)).image
+    result = engine.fetcher().get(url, expect="image")
+    return decode_image(result.data, result.url, _limits(engine)).image
 
 
-def civitai_model_pictures(atlas: Atlas, model_id: int, *, images: int = 8) -> Probe:
+def civitai_model_pictures(engine: Engine, model_id: int, *, images: int = 8) -> Probe:
     """Up to ``images`` preview pictures of CivitAI model ``model_id`` (all its versions).
 
     An unknown id raises :class:`CivitaiError` saying so; previews that fail to download or
     decode are listed in ``failed``; none usable at all is a :class:`CivitaiError` too.
     """
-    source = atlas.source("civitai", mode="model", model_id=int(model_id), limit=images,
+    source = engine.source("civitai", mode="model", model_id=int(model_id), limit=images,
                           images_per_version=images)  # fmt: skip
     try:
         candidates = list(source.iter_candidates())
@@ -80,13 +82,13 @@ def civitai_model_pictures(atlas: Atlas, model_id: int, *, images: int = 8) -> P
     }
     probe = Probe([], [], subject)
     by_url = {c.uri: c for c in candidates}
-    for url, outcome in atlas.fetcher().fetch_many(list(by_url), concurrency=4):
+    for url, outcome in engine.fetcher().fetch_many(list(by_url), concurrency=4):
         key = by_url[url].key
         if isinstance(outcome, FetchError):
             probe.failed.append({"input": key, "reason": outcome.reason.value})
             continue
         try:
-            probe.pictures.append(decode_image(outcome.data, key, _limits(atlas)).image)
+            probe.pictures.append(decode_image(outcome.data, key, _limits(engine)).image)
             probe.names.append(key)
         except ImageError as exc:
             probe.failed.append({"input": key, "reason": exc.reason.value})

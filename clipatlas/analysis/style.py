@@ -1,9 +1,10 @@
 """The style-atlas workflow on a stored run: name clusters, classify new things, recommend
 clusters for a prompt, and place items that arrived after the run.
 
-:class:`clipatlas.Atlas` delegates ``name_clusters``/``rename_cluster``/``classify``/
-``recommend``/``assign_new`` here; the maths is in :mod:`clipatlas.analysis.clustering.naming`
-and :mod:`clipatlas.analysis.clustering.classify`.
+:class:`clipatlas.analysis.runs.Runs` (behind ``atlas.name_clusters``/``rename_cluster``/
+``classify``/``recommend``/``assign_new``) calls these with the collection's engine; the
+maths is in :mod:`clipatlas.analysis.clustering.naming` and
+:mod:`clipatlas.analysis.clustering.classify`.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from clipatlas.analysis.clustering.naming import (
     name_clusters,
 )
 from clipatlas.errors import ClipatlasError, ClusterParameterError, ConfigError, EmbedderError
+from clipatlas.store.model_links import links_of
 from clipatlas.store.run_notes import RunNotes
 from clipatlas.store.runs import NOISE, ClusterRun
+from clipatlas.wording import counted
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = [
     "RECOMMEND_TEMPLATES",
@@ -51,9 +54,9 @@ ADVISE_GROWTH = 0.5  # arrivals above this share of the run's items: re-cluster 
 ADVISE_MIN_ARRIVALS = 20
 
 
-def member_vectors(atlas: Atlas, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def member_vectors(engine: Engine, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(found ids, their vectors as float32) from the collection's index, in the given order."""
-    index = atlas.index()
+    index = engine.index()
     order = np.argsort(index.ids, kind="stable")
     sorted_ids = index.ids[order]
     pos = np.searchsorted(sorted_ids, item_ids)
@@ -63,18 +66,21 @@ def member_vectors(atlas: Atlas, item_ids: np.ndarray) -> tuple[np.ndarray, np.n
     return item_ids[found], np.asarray(index.matrix[rows], dtype=np.float32)
 
 
-def _text_embed(atlas: Atlas) -> Any:
-    """The collection's text tower, or None when its embedder cannot embed text here."""
+def _text_embed(engine: Engine, dim: int) -> Any:
+    """The collection's text tower, or None when its embedder cannot embed text here or its
+    text vectors are not ``dim``-d like the run's (vectors imported from another model)."""
     try:
-        embedder = atlas.embedder()
-        embedder.embed_texts(["probe"])
+        embedder = engine.embedder()
+        probe = embedder.embed_texts(["probe"])
     except (EmbedderError, ConfigError):
+        return None
+    if np.asarray(probe).shape[-1] != dim:
         return None
     return embedder.embed_texts
 
 
 def cluster_names(
-    atlas: Atlas,
+    engine: Engine,
     run: ClusterRun,
     *,
     vocabulary: Sequence[str] | None = None,
@@ -95,15 +101,15 @@ def cluster_names(
         members = run.item_ids[run.labels == cluster.label]
         if len(members) > _NAMING_SAMPLE:
             members = rng.choice(members, _NAMING_SAMPLE, replace=False)
-        items = atlas.store.get_items(atlas.collection, [int(i) for i in members])
+        items = engine.store.get_items(engine.collection, [int(i) for i in members])
         metas[cluster.label] = [dict(i.meta) for i in items]
-    embed = _text_embed(atlas)
+    embed = _text_embed(engine, run.dim)
     named = name_clusters(
         run, metas, embed=embed,
         vocabulary=DEFAULT_VOCABULARY if vocabulary is None else vocabulary,
         templates=NAMING_TEMPLATES if templates is None else templates,
     )  # fmt: skip
-    notes = RunNotes(atlas.store.engine)
+    notes = RunNotes(engine.store.engine)
     current = {c.label: c for c in run.clusters}
     out = []
     for n in named:
@@ -115,37 +121,39 @@ def cluster_names(
             notes.set_cluster(run.id, n.label, name=n.name, meta={**evidence, "named_by": "auto"})
         name = current[n.label].name if kept else n.name
         out.append({"label": n.label, "name": name, "kept": kept, **evidence})
-    _redraw(atlas, run.id)
+    _redraw(engine, run.id)
     return out
 
 
-def rename_cluster(atlas: Atlas, run: ClusterRun, label: int, name: str) -> dict[str, Any]:
+def rename_cluster(engine: Engine, run: ClusterRun, label: int, name: str) -> dict[str, Any]:
     """Give cluster ``label`` of ``run`` a user's name (kept by later automatic naming)."""
     name = " ".join(name.split())
     if not name:
         raise ConfigError("a cluster name cannot be empty")
     if len(name) > 200:
         raise ConfigError(f"a cluster name is at most 200 characters, got {len(name)}")
-    if label == NOISE or not RunNotes(atlas.store.engine).set_cluster(
+    if label == NOISE or not RunNotes(engine.store.engine).set_cluster(
         run.id, label, name=name, meta={"named_by": "user"}
     ):
         real = sorted(c.label for c in run.clusters if c.label != NOISE)
         raise ClusterParameterError("label", label, f"run {run.id} has clusters {real}")
-    return {"run": run.id, "label": label, "name": name, "map": _redraw(atlas, run.id)}
+    return {"run": run.id, "label": label, "name": name, "map": _redraw(engine, run.id)}
 
 
-def _redraw(atlas: Atlas, run_id: int) -> str | None:
+def _redraw(engine: Engine, run_id: int) -> str | None:
     """Re-render a run's map with its current names (the HTML path), if it has a map."""
+    from clipatlas.analysis.clustering.runs import collection_runs
     from clipatlas.analysis.run_map import redraw_run_map  # plotly/matplotlib load only here
 
-    drawn = redraw_run_map(atlas.store, atlas.collection, atlas.run(run_id), atlas.media_root)
+    run = collection_runs(engine).get(run_id)
+    drawn = redraw_run_map(engine.store, engine.collection, run, engine.media_root)
     return None if drawn is None else drawn.html
 
 
 def _items_brief(
-    atlas: Atlas, ids: Sequence[int], scores: dict[int, float]
+    engine: Engine, ids: Sequence[int], scores: dict[int, float]
 ) -> list[dict[str, Any]]:
-    items = {i.id: i for i in atlas.store.get_items(atlas.collection, list(ids))}
+    items = {i.id: i for i in engine.store.get_items(engine.collection, list(ids))}
     out = []
     for item_id in ids:
         item = items.get(int(item_id))
@@ -163,7 +171,7 @@ def _items_brief(
 
 
 def recommend(
-    atlas: Atlas,
+    engine: Engine,
     run: ClusterRun,
     prompt: str,
     *,
@@ -182,18 +190,18 @@ def recommend(
         raise ConfigError("the prompt is empty")
     if top < 1 or items < 1:
         raise ConfigError("top and items must be at least 1")
-    query = embed_phrases(atlas.embedder().embed_texts, [prompt.strip()], templates)[0]
+    query = embed_phrases(engine.embedder().embed_texts, [prompt.strip()], templates)[0]
     model = RunModel(run)
     cos = model.centroids @ query
     order = np.argsort(-cos, kind="stable")[:top]
     clusters = []
     for rank, row in enumerate(order, start=1):
         label = int(model.labels[row])
-        ids, vectors = member_vectors(atlas, run.item_ids[run.labels == label])
+        ids, vectors = member_vectors(engine, run.item_ids[run.labels == label])
         member_cos = vectors @ query if len(ids) else np.zeros(0, np.float32)
         best = np.argsort(-member_cos, kind="stable")
         scores = {int(ids[i]): float(member_cos[i]) for i in best[: max(items * 20, 100)]}
-        shown = _items_brief(atlas, [int(ids[i]) for i in best[:items]], scores)
+        shown = _items_brief(engine, [int(ids[i]) for i in best[:items]], scores)
         clusters.append(
             {
                 "rank": rank,
@@ -202,29 +210,28 @@ def recommend(
                 "cosine": round(float(cos[row]), 6),
                 "size": model.sizes[row],
                 "items": shown,
-                "models": _models(atlas, list(scores), scores, items),
+                "models": _models(engine, list(scores), scores, items),
             }
         )
     return {"run": run.id, "prompt": prompt, "templates": list(templates), "clusters": clusters}
 
 
 def _models(
-    atlas: Atlas, ids: list[int], scores: dict[int, float], limit: int
+    engine: Engine, ids: list[int], scores: dict[int, float], limit: int
 ) -> list[dict[str, Any]]:
     """Distinct CivitAI models among ``ids`` (best image first); empty without provenance."""
     best: dict[Any, dict[str, Any]] = {}
-    for item in atlas.store.get_items(atlas.collection, ids):
-        model_id = item.meta.get("model_id")
-        if model_id is None:
-            continue
-        entry = best.setdefault(
-            model_id,
-            {"model_id": model_id, "model_name": item.meta.get("model_name"), "images": 0,
-             "cosine": -1.0, "best_item": item.id},
-        )  # fmt: skip
-        entry["images"] += 1
-        if scores.get(item.id, -1.0) > entry["cosine"]:
-            entry["cosine"], entry["best_item"] = round(scores[item.id], 6), item.id
+    for item in engine.store.get_items(engine.collection, ids):
+        for link in links_of(item.meta):  # a picture shared by several models: each of them
+            model_id = link.get("model_id")
+            entry = best.setdefault(
+                model_id,
+                {"model_id": model_id, "model_name": link.get("model_name"), "images": 0,
+                 "cosine": -1.0, "best_item": item.id},
+            )  # fmt: skip
+            entry["images"] += 1
+            if scores.get(item.id, -1.0) > entry["cosine"]:
+                entry["cosine"], entry["best_item"] = round(scores[item.id], 6), item.id
     return sorted(best.values(), key=lambda m: -m["cosine"])[:limit]
 
 
@@ -260,7 +267,7 @@ class ArrivalReport:
 
 
 def assign_new(
-    atlas: Atlas,
+    engine: Engine,
     run: ClusterRun,
     *,
     unknown_share: float = ADVISE_UNKNOWN_SHARE,
@@ -268,13 +275,13 @@ def assign_new(
 ) -> ArrivalReport:
     """Assign every searchable item that is neither in ``run`` nor assigned yet to its nearest
     cluster ("unknown" beyond the cluster's calibrated radius), without refitting."""
-    index = atlas.index()
+    index = engine.index()
     if index.matrix.shape[1] != run.dim:
         raise ClipatlasError(
             f"run {run.id} has {run.dim}-d centroids but the collection's vectors are "
             f"{index.matrix.shape[1]}-d"
         )
-    notes = RunNotes(atlas.store.engine)
+    notes = RunNotes(engine.store.engine)
     known = np.union1d(run.item_ids, notes.assigned_ids(run.id))
     rows = np.flatnonzero(~np.isin(index.ids, known))
     if len(rows):
@@ -287,12 +294,12 @@ def assign_new(
     reasons = []
     if total >= ADVISE_MIN_ARRIVALS and share > unknown_share:
         reasons.append(
-            f"{share:.0%} of the {total} items that arrived after run {run.id} fit none of its "
-            f"clusters (advice above {unknown_share:.0%})"
+            f"{share:.0%} of the {counted(total, 'item')} that arrived after run {run.id} fit "
+            f"none of its clusters (advice above {unknown_share:.0%})"
         )
     if total >= ADVISE_MIN_ARRIVALS and total > growth * len(run.item_ids):
         reasons.append(
-            f"{total} items arrived after run {run.id}, more than {growth:.0%} of the "
+            f"{counted(total, 'item')} arrived after run {run.id}, more than {growth:.0%} of the "
             f"{len(run.item_ids)} it was fitted on"
         )
     advice = (

@@ -31,7 +31,7 @@ from clipatlas.progress import ProgressCallback
 from clipatlas.sources.base import Candidate
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = ["Captions"]
 
@@ -53,52 +53,66 @@ class _Files:
 
 
 class Captions:
-    def __init__(self, atlas: Atlas) -> None:
-        self.atlas = atlas
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         # migration 4 creates the caption tables; a database written while migration 4 was an
         # empty slot (the tables not yet defined) gets them here, once
-        ensure_tables(atlas.store)
+        ensure_tables(engine.store)
         self._text_model: Embedder | None = None
         self._vectors: tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None = None
 
     @property
     def store(self) -> CaptionStore:
-        return CaptionStore(self.atlas.store, self.atlas.collection)
+        return CaptionStore(self.engine.store, self.engine.collection)
 
     # -- models --------------------------------------------------------------------------------
 
+    @property
+    def text_model_id(self) -> str:
+        """The caption text model: ``text_model`` when set explicitly (argument, environment),
+        else the model the stored caption vectors come from, else the default."""
+        settings = self.engine.settings
+        if "text_model" not in settings.model_fields_set:
+            stored = self.store.vector_models()
+            if len(stored) == 1:
+                return stored[0]
+        return settings.text_model
+
     def text_model(self) -> Embedder:
         if self._text_model is None:
-            settings = self.atlas.settings
-            self._text_model = self.atlas.registry.create_embedder(settings.text_model, settings)
+            settings = self.engine.settings
+            self._text_model = self.engine.registry.create_embedder(self.text_model_id, settings)
         return self._text_model
 
     def backend(self, model: str | CaptionModel | None = None) -> CaptionModel:
         if model is None or isinstance(model, str):
             return create_caption_model(
-                model or self.atlas.settings.caption_model, self.atlas.settings
+                model or self.engine.settings.caption_model, self.engine.settings
             )
         return model
 
     def template(
         self, language: str | None = None, prompt_file: Path | None = None
     ) -> PromptTemplate:
-        s = self.atlas.settings
+        s = self.engine.settings
         return PromptTemplate.load(
             language or s.caption_language, prompt_file or s.caption_prompt_file
         )
 
+    def _prompt_chars(self, given: int | None) -> int:
+        return self.engine.settings.caption_prompt_chars if given is None else given
+
     def embed_pending(self, progress: ProgressCallback | None = None) -> int:
-        return embed_pending(self.store, self.atlas.settings.text_model, self.text_model, progress)
+        return embed_pending(self.store, self.text_model_id, self.text_model, progress)
 
     def caption_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(caption ids, item ids, matrix) of the text model, cached until captions change."""
         counts = (
-            *self.store.vector_state(self.atlas.settings.text_model),
-            self.atlas.store.fingerprint(self.atlas.collection).version,  # items rejected, ...
+            *self.store.vector_state(self.text_model_id),
+            self.engine.store.fingerprint(self.engine.collection).version,  # items rejected, ...
         )
         if self._vectors is None or self._vectors[0] != counts:
-            self._vectors = (counts, self.store.load_vectors(self.atlas.settings.text_model))
+            self._vectors = (counts, self.store.load_vectors(self.text_model_id))
         c, i, m = self._vectors[1]
         return c, i, m
 
@@ -112,7 +126,7 @@ class Captions:
 
     def split(self, *, test_fraction: float = 0.1, seed: int = 0) -> dict[str, int]:
         return assign_split(
-            self.atlas, self.store, test_fraction=test_fraction, seed=seed, redo=True
+            self.engine, self.store, test_fraction=test_fraction, seed=seed, redo=True
         )
 
     def caption(
@@ -124,9 +138,12 @@ class Captions:
         k: int | None = None,
         language: str | None = None,
         prompt_file: Path | None = None,
+        prompt_chars: int | None = None,
         redo: bool = False,
         progress: ProgressCallback | None = None,
     ) -> CaptionRunReport:
+        """Caption ``item_ids`` (default: all); ``prompt_chars`` is the characters of
+        neighbours' caption lines a prompt may carry (``caption_prompt_chars``)."""
         backend = self.backend(model)
         try:
             return caption_items(
@@ -134,8 +151,9 @@ class Captions:
                 backend,
                 item_ids,
                 retrieval=retrieval,
-                k=self.atlas.settings.caption_neighbours if k is None else k,
+                k=self.engine.settings.caption_neighbours if k is None else k,
                 template=self.template(language, prompt_file),
+                prompt_chars=self._prompt_chars(prompt_chars),
                 redo=redo,
                 progress=progress,
             )
@@ -155,7 +173,7 @@ class Captions:
             if not p.is_file()
         ]
         present = [p for p in files if p.is_file()]
-        self.atlas.ingest(_Files(present), progress=options.get("progress"))
+        self.engine.ingest(_Files(present), progress=options.get("progress"))
         states = self.store.key_states(FILES_SOURCE, [str(p) for p in present])
         ids: list[int] = []
         for p in present:
@@ -179,9 +197,12 @@ class Captions:
         k: int = 10,
         *,
         weights: Mapping[str, float] | None = None,
-        fusion: str = "rrf",
+        fusion: str = "weighted",
+        exact_first: bool = True,
     ) -> list[CaptionHit]:
-        return search_captions(self, text, k, weights=weights, fusion=fusion)
+        return search_captions(
+            self, text, k, weights=weights, fusion=fusion, exact_first=exact_first
+        )
 
     def evaluate(
         self,
@@ -192,13 +213,14 @@ class Captions:
         seed: int = 0,
         language: str | None = None,
         prompt_file: Path | None = None,
+        prompt_chars: int | None = None,
         out_dir: str | os.PathLike[str] | None = None,
         progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         out = (
             Path(out_dir).expanduser()
             if out_dir
-            else (self.atlas.directory / "caption-evals" / time.strftime("%Y%m%d-%H%M%S"))
+            else (self.engine.directory / "caption-evals" / time.strftime("%Y%m%d-%H%M%S"))
         )
         backend = self.backend(model)
         try:
@@ -206,10 +228,11 @@ class Captions:
                 self,
                 backend,
                 n=n,
-                k=self.atlas.settings.caption_neighbours if k is None else k,
+                k=self.engine.settings.caption_neighbours if k is None else k,
                 seed=seed,
                 template=self.template(language, prompt_file),
                 out_dir=out,
+                prompt_chars=self._prompt_chars(prompt_chars),
                 progress=progress,
             )
         finally:

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from clipatlas.captions.backends.base import CaptionModel, CaptionRequest
-from clipatlas.captions.prompt import PromptTemplate, build_prompt
+from clipatlas.captions.prompt import DEFAULT_PROMPT_CHARS, PromptTemplate, compose_prompt
 from clipatlas.captions.rag import Retriever, load_picture
 from clipatlas.errors import CaptionBackendError, ImageError
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 
 if TYPE_CHECKING:
-    from clipatlas.captions.api import Captions
+    from clipatlas.captions.context import CaptionContext
 
 __all__ = ["CaptionRunReport", "caption_items"]
 
@@ -50,22 +50,23 @@ class CaptionRunReport:
 
 
 def caption_items(
-    captions: Captions,
+    captions: CaptionContext,
     model: CaptionModel,
     item_ids: Sequence[int] | None = None,
     *,
     retrieval: bool = True,
     k: int = 5,
     template: PromptTemplate,
+    prompt_chars: int = DEFAULT_PROMPT_CHARS,
     redo: bool = False,
     progress: ProgressCallback | None = None,
 ) -> CaptionRunReport:
     """Caption ``item_ids`` (default: every stored item with a vector) and store the results."""
     start = time.perf_counter()
-    atlas, cstore = captions.atlas, captions.store
+    engine, cstore = captions.engine, captions.store
     version = template.version(retrieval)
     report = CaptionRunReport(model.id, version)
-    retriever = Retriever(atlas, cstore, k)
+    retriever = Retriever(engine, cstore, k)
     wanted = list(
         dict.fromkeys(
             int(i) for i in (item_ids if item_ids is not None else retriever.ids.tolist())
@@ -78,7 +79,7 @@ def caption_items(
     prompt_used = bool(getattr(model, "prompt_used", True))
     step = max(1, model.batch_size)
     for first in range(0, len(todo), step):
-        chunk = atlas.store.get_items(atlas.collection, todo[first : first + step])
+        chunk = engine.store.get_items(engine.collection, todo[first : first + step])
         requests: list[CaptionRequest] = []
         provenance: list[dict[str, Any]] = []
         for item in chunk:
@@ -88,16 +89,19 @@ def caption_items(
                 if retrieval and vector is not None
                 else []
             )
-            prompt = build_prompt(template, near, retrieval=retrieval)
+            composed = compose_prompt(template, near, retrieval=retrieval, budget=prompt_chars)
+            prompt = composed.text
             record = {
                 "prompt": prompt,
                 "retrieval": retrieval,
                 "k": k,
-                "neighbours": [n.as_dict() for n in near],
+                # exactly the captions that reached the prompt, not all the neighbours lent
+                "neighbours": composed.neighbours(),
+                "budget": composed.summary(),
                 "prompt_used": prompt_used,
             }
             try:
-                picture = load_picture(atlas, item)
+                picture = load_picture(engine, item)
             except ImageError as exc:
                 _store(
                     captions,
@@ -134,7 +138,7 @@ def caption_items(
 
 
 def _store(
-    captions: Captions,
+    captions: CaptionContext,
     report: CaptionRunReport,
     item_id: int,
     model: str,

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from clipatlas.captions.backends.base import CaptionModel, CaptionRequest
 from clipatlas.captions.metrics import score_captions
-from clipatlas.captions.prompt import PromptTemplate, build_prompt
+from clipatlas.captions.prompt import DEFAULT_PROMPT_CHARS, PromptTemplate, compose_prompt
 from clipatlas.captions.rag import Retriever, load_picture
 from clipatlas.captions.report import write_html
 from clipatlas.errors import CaptionBackendError, CaptionError, ImageError
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 
 if TYPE_CHECKING:
-    from clipatlas.captions.api import Captions
+    from clipatlas.captions.context import CaptionContext
 
 __all__ = ["evaluate_captions"]
 
@@ -33,7 +33,7 @@ def _order(item_id: int, seed: int) -> str:
 
 
 def evaluate_captions(
-    captions: Captions,
+    captions: CaptionContext,
     model: CaptionModel,
     *,
     n: int = 50,
@@ -41,14 +41,15 @@ def evaluate_captions(
     seed: int = 0,
     template: PromptTemplate,
     out_dir: Path,
+    prompt_chars: int = DEFAULT_PROMPT_CHARS,
     progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Run the comparison on ``n`` held-out pictures; returns the report (also written)."""
-    atlas, cstore = captions.atlas, captions.store
+    engine, cstore = captions.engine, captions.store
     splits = cstore.splits()
     if not splits:
         raise CaptionError("no train/test split: import a captioned dataset first")
-    retriever = Retriever(atlas, cstore, k)
+    retriever = Retriever(engine, cstore, k)
     train = {i for i, side in splits.items() if side == "train"}
     refs_of = {
         i: [c.text for c in rows if c.kind == "reference" and c.text]
@@ -62,7 +63,7 @@ def evaluate_captions(
     )[:n]
     if not test:
         raise CaptionError("the test split has no pictures with reference captions and vectors")
-    items = {it.id: it for it in atlas.store.get_items(atlas.collection, test)}
+    items = {it.id: it for it in engine.store.get_items(engine.collection, test)}
     results: list[dict[str, Any]] = []
     start = time.perf_counter()
     for done, item_id in enumerate(test, 1):
@@ -70,19 +71,21 @@ def evaluate_captions(
         vector = retriever.vector_of(item_id)
         assert vector is not None
         near = retriever.neighbours(vector, exclude={item_id}, allowed=train)
+        rag = compose_prompt(template, near, budget=prompt_chars)
         entry: dict[str, Any] = {
             "item_id": item_id,
             "source_key": item.source_key,
             "references": refs_of[item_id],
-            "neighbours": [x.as_dict() for x in near],
-            "thumbnail": str(atlas.media_root / item.thumb_path) if item.thumb_path else None,
+            "neighbours": rag.neighbours(),  # the captions the retrieval prompt carries
+            "budget": rag.summary(),
+            "thumbnail": str(engine.media_root / item.thumb_path) if item.thumb_path else None,
         }
         prompts = {
-            "plain": build_prompt(template, near, retrieval=False),
-            "rag": build_prompt(template, near, retrieval=True),
+            "plain": compose_prompt(template, near, retrieval=False).text,
+            "rag": rag.text,
         }
         try:
-            picture = load_picture(atlas, item)
+            picture = load_picture(engine, item)
         except ImageError as exc:
             for name, prompt in prompts.items():
                 entry[name] = {"prompt": prompt, "caption": None, "error": f"decode_error: {exc}"}
@@ -115,10 +118,11 @@ def evaluate_captions(
         unavailable = scores.pop("unavailable")
         summary[name] = {**scores, "failed": sum(not r[name]["caption"] for r in results)}
     report = {
-        "collection": atlas.name,
+        "collection": engine.name,
         "model": model.id,
         "n": len(results),
         "k": k,
+        "prompt_chars": prompt_chars,
         "seed": seed,
         "prompt_versions": {"plain": template.version(False), "rag": template.version(True)},
         "summary": summary,

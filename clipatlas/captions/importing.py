@@ -22,7 +22,7 @@ from clipatlas.progress import ProgressCallback
 from clipatlas.sources.base import Candidate
 
 if TYPE_CHECKING:
-    from clipatlas.captions.api import Captions
+    from clipatlas.captions.context import CaptionContext
 
 __all__ = ["SOURCE", "CaptionImportReport", "CaptionedSource", "import_captions"]
 
@@ -87,7 +87,7 @@ def _materialise(records: list[CaptionRecord], folder: Path) -> None:
 
 
 def import_captions(
-    captions: Captions,
+    captions: CaptionContext,
     path: str | os.PathLike[str],
     *,
     images: str | os.PathLike[str] | None = None,
@@ -100,7 +100,7 @@ def import_captions(
     progress: ProgressCallback | None = None,
 ) -> CaptionImportReport:
     """Import ``path`` into the collection; a rerun changes nothing already there."""
-    atlas, cstore = captions.atlas, captions.store
+    engine, cstore = captions.engine, captions.store
     source_path = Path(path).expanduser()
     records = read_captions(
         source_path,
@@ -111,7 +111,7 @@ def import_captions(
     )
     label = dataset_label(source_path)
     report = CaptionImportReport(dataset=label, records=len(records))
-    _materialise(records, atlas.directory / "imports" / label)
+    _materialise(records, engine.directory / "imports" / label)
     present: list[CaptionRecord] = []
     for r in records:
         if r.path is None or not r.path.is_file():
@@ -122,7 +122,7 @@ def import_captions(
         else:
             present.append(r)
     source = CaptionedSource(label, present)
-    report.ingest = atlas.ingest(source, progress=progress).as_dict()
+    report.ingest = engine.ingest(source, progress=progress).as_dict()
     states = cstore.key_states(SOURCE, [source.key(r) for r in present])
     texts: dict[int, list[str]] = {}
     for r in present:
@@ -142,5 +142,5 @@ def import_captions(
     report.items = len(texts)
     if embed_captions:
         report.embedded = captions.embed_pending(progress)
-    report.split = assign_split(atlas, cstore, test_fraction=test_fraction, seed=seed)
+    report.split = assign_split(engine, cstore, test_fraction=test_fraction, seed=seed)
     return report

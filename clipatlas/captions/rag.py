@@ -22,7 +22,7 @@ from clipatlas.images import ImageLimits, decode_image
 from clipatlas.store.base import Item
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = ["Retriever", "load_picture", "picture_path"]
 
@@ -35,9 +35,9 @@ def picture_path(item: Item, media_root: Path) -> Path | None:
     return uri if uri.is_absolute() and uri.is_file() else None
 
 
-def load_picture(atlas: Atlas, item: Item) -> Image.Image:
+def load_picture(engine: Engine, item: Item) -> Image.Image:
     """Decode an item's picture (bounded, like ingest); :class:`ImageError` if it cannot."""
-    path = picture_path(item, atlas.media_root)
+    path = picture_path(item, engine.media_root)
     if path is None:
         raise ImageError(item.uri, Reason.UNREADABLE, "no local copy of the picture")
     try:
@@ -45,7 +45,7 @@ def load_picture(atlas: Atlas, item: Item) -> Image.Image:
     except OSError as exc:
         raise ImageError(item.uri, Reason.UNREADABLE, exc.strerror or str(exc)) from exc
     limits = ImageLimits(
-        max_pixels=atlas.settings.max_pixels, min_side=1, max_bytes=atlas.settings.max_file_bytes
+        max_pixels=engine.settings.max_pixels, min_side=1, max_bytes=engine.settings.max_file_bytes
     )
     return decode_image(data, item.uri, limits).image
 
@@ -53,9 +53,9 @@ def load_picture(atlas: Atlas, item: Item) -> Image.Image:
 class Retriever:
     """k nearest captioned neighbours of a stored item or of a vector."""
 
-    def __init__(self, atlas: Atlas, cstore: CaptionStore, k: int = 5) -> None:
-        self.atlas, self.k = atlas, k
-        index = atlas.index()
+    def __init__(self, engine: Engine, cstore: CaptionStore, k: int = 5) -> None:
+        self.engine, self.k = engine, k
+        index = engine.index()
         self.ids, self.matrix = index.ids, index.matrix
         by_item = cstore.captions_of(self.ids.tolist())
         self.captions: dict[int, tuple[str, ...]] = {}

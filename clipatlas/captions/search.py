@@ -4,9 +4,13 @@
 * ``caption``: text-model similarity of the query and each item's captions (best caption);
 * ``keyword``: the share of the query's words found as words in a caption (best caption).
 
-Fusion is reciprocal-rank fusion by default (``sum_r w_r / (rrf_k + rank_r)``), or
-``weighted``: the weighted sum of min-max normalised scores. Weights are per ranking; a
-weight of 0 switches one off. Each hit says its rank and score in every ranking.
+Fusion is ``weighted`` by default: the weighted sum of each ranking's min-max normalised
+scores, so a strong score in one ranking counts by its size, not only by its place; ``rrf``
+(reciprocal-rank fusion, ``sum_r w_r / (rrf_k + rank_r)``) is the alternative. Either way an
+item with a caption containing every query word (an *exact* keyword match) ranks above the
+items without one (``exact_first``; within each tier the fused score orders): a weak CLIP rank
+cannot bury a caption that says exactly what was asked. Weights are per ranking; a weight of 0
+switches one off. Each hit says its rank and score in every ranking and whether it is exact.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from clipatlas.errors import ConfigError, ModalityNotSupportedError
 from clipatlas.store.base import Item
 
 if TYPE_CHECKING:
-    from clipatlas.captions.api import Captions
+    from clipatlas.captions.context import CaptionContext
 
 __all__ = ["DEFAULT_WEIGHTS", "CaptionHit", "fuse", "keyword_scores", "search_captions"]
 
@@ -63,11 +67,13 @@ class CaptionHit:
     scores: dict[str, float | None]
     caption: str | None  # the item's caption closest to the query
     captions: list[str] = field(default_factory=list)
+    exact: bool = False  # one caption holds every query word
 
     def as_dict(self) -> dict[str, Any]:
         out = self.hit.as_dict()
         out.update(
             score=round(self.score, 6),
+            exact=self.exact,
             ranks=self.ranks,
             scores={k: None if v is None else round(v, 6) for k, v in self.scores.items()},
             caption=self.caption,
@@ -99,7 +105,7 @@ def keyword_scores(
 def fuse(
     rankings: Mapping[str, Ranking],
     weights: Mapping[str, float],
-    method: str = "rrf",
+    method: str = "weighted",
     rrf_k: int = 60,
 ) -> dict[int, float]:
     """One fused score per item from several rankings."""
@@ -126,22 +132,24 @@ def _top(scores: np.ndarray, ids: np.ndarray, depth: int) -> Ranking:
     return {int(ids[i]): float(scores[i]) for i in order}
 
 
-def _clip_ranking(captions: Captions, text: str, depth: int) -> Ranking:
-    atlas = captions.atlas
-    if atlas.collection.embedder_id is None:
+def _clip_ranking(captions: CaptionContext, text: str, depth: int) -> Ranking:
+    engine = captions.engine
+    if engine.collection.embedder_id is None:
         return {}
-    index = atlas.index()
+    index = engine.index()
     if not len(index):
         return {}
     try:
-        query = atlas.embedder().embed_texts([text])[0]
+        query = engine.embedder().embed_texts([text])[0]
     except ModalityNotSupportedError:
         return {}
     scores, ids = index.search(query.reshape(1, -1), depth)
     return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True)}
 
 
-def _caption_ranking(captions: Captions, text: str, depth: int) -> tuple[Ranking, dict[int, str]]:
+def _caption_ranking(
+    captions: CaptionContext, text: str, depth: int
+) -> tuple[Ranking, dict[int, str]]:
     caption_ids, item_ids, matrix = captions.caption_vectors()
     if not len(caption_ids):
         return {}, {}
@@ -159,16 +167,18 @@ def _caption_ranking(captions: Captions, text: str, depth: int) -> tuple[Ranking
 
 
 def search_captions(
-    captions: Captions,
+    captions: CaptionContext,
     text: str,
     k: int = 10,
     *,
     weights: Mapping[str, float] | None = None,
-    fusion: str = "rrf",
+    fusion: str = "weighted",
     rrf_k: int = 60,
     depth: int | None = None,
+    exact_first: bool = True,
 ) -> list[CaptionHit]:
-    """The ``k`` best items for ``text`` by fused CLIP, caption-embedding and keyword ranks."""
+    """The ``k`` best items for ``text`` by fused CLIP, caption-embedding and keyword ranks;
+    with ``exact_first``, items with a caption holding every query word come first."""
     if not text.strip():
         raise ConfigError("search text is empty")
     if k < 1:
@@ -191,9 +201,11 @@ def search_captions(
     if w["clip"]:
         rankings["clip"] = _clip_ranking(captions, text, depth)
     fused = fuse(rankings, w, fusion, rrf_k)
-    top = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-    atlas = captions.atlas
-    items = {it.id: it for it in atlas.store.get_items(atlas.collection, [i for i, _ in top])}
+    exact = {i for i, share in rankings.get("keyword", {}).items() if share >= 1.0}
+    tier = exact if exact_first else set()
+    top = sorted(fused.items(), key=lambda kv: (kv[0] not in tier, -kv[1], kv[0]))[:k]
+    engine = captions.engine
+    items = {it.id: it for it in engine.store.get_items(engine.collection, [i for i, _ in top])}
     ordered = {
         name: {
             i: r
@@ -216,15 +228,16 @@ def search_captions(
                 scores={name: rankings[name].get(item_id) for name in rankings},
                 caption=best_text.get(item_id) or (texts[0] if texts else None),
                 captions=texts,
+                exact=item_id in exact,
             )
         )
     return hits
 
 
-def _as_hit(item: Item, score: float, captions: Captions) -> SearchHit:
+def _as_hit(item: Item, score: float, captions: CaptionContext) -> SearchHit:
     from clipatlas.captions.rag import picture_path
 
-    media_root = captions.atlas.media_root
+    media_root = captions.engine.media_root
     path = picture_path(item, media_root)
     return SearchHit(
         id=item.id,

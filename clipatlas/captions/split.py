@@ -15,7 +15,7 @@ from clipatlas.captions.store import CaptionStore
 from clipatlas.errors import ConfigError
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = ["assign_split", "side_of"]
 
@@ -27,7 +27,7 @@ def side_of(key: str, seed: int, test_fraction: float) -> str:
 
 
 def assign_split(
-    atlas: Atlas,
+    engine: Engine,
     cstore: CaptionStore,
     *,
     test_fraction: float = 0.1,
@@ -43,7 +43,7 @@ def assign_split(
     seed = seed if redo else (cstore.split_seed() if known else None) or seed
     captioned = list(cstore.captions_of(cstore.stored_item_ids(), kinds=("reference",)))
     todo = [i for i in captioned if i not in known]
-    items = {it.id: it for it in atlas.store.get_items(atlas.collection, todo)}
+    items = {it.id: it for it in engine.store.get_items(engine.collection, todo)}
     assignment = {
         i: side_of(str(it.meta.get("image") or it.source_key), seed, test_fraction)
         for i, it in items.items()

@@ -208,6 +208,19 @@ class CaptionStore:
         with self._tx() as conn:
             return {f"{kind}_{status}": int(n) for kind, status, n in conn.execute(q)}
 
+    def vector_models(self) -> list[str]:
+        """The text models the collection's caption vectors come from."""
+        q = (
+            select(caption_vectors.c.embedder_id)
+            .select_from(
+                caption_vectors.join(captions, captions.c.id == caption_vectors.c.caption_id)
+            )
+            .where(captions.c.collection_id == self.collection.id)
+            .distinct()
+        )
+        with self._tx() as conn:
+            return sorted(str(r.embedder_id) for r in conn.execute(q))
+
     def vector_state(self, embedder_id: str) -> tuple[int, int, int]:
         """(captions, highest caption id, vectors of ``embedder_id``): changes whenever a
         caption or vector is added, replaced or removed, so caches keyed by it stay true."""

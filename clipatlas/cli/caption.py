@@ -10,9 +10,11 @@ import typer
 from rich.table import Table
 
 from clipatlas.atlas import Atlas
-from clipatlas.cli.app import Collection, Json, _settings, app
+from clipatlas.cli.common import Collection, Json, NewModel, TextModel, settings_of
 from clipatlas.cli.render import console, print_json, progress_bar
 from clipatlas.settings import Settings
+
+commands = typer.Typer()
 
 Opt = typer.Option
 Model = Annotated[
@@ -25,14 +27,22 @@ BaseUrl = Annotated[
 Language = Annotated[str | None, Opt(help="Caption language: en or ko.")]
 PromptFile = Annotated[Path | None, Opt(help="Prompt template file with {examples}.")]
 K = Annotated[int | None, Opt("-k", help="Neighbours whose captions go into the prompt.")]
+PromptChars = Annotated[
+    int | None,
+    Opt(
+        min=40,
+        help="Characters of neighbours' caption lines in a prompt, shared round-robin so every "
+        "neighbour is represented (CLIPATLAS_CAPTION_PROMPT_CHARS, default 1500).",
+    ),
+]
 
 
 def _caption_settings(ctx: typer.Context, base_url: str | None) -> Settings:
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     return settings.model_copy(update={"caption_base_url": base_url}) if base_url else settings
 
 
-@app.command("import-captions")
+@commands.command("import-captions")
 def import_captions(
     ctx: typer.Context,
     path: Annotated[
@@ -49,11 +59,16 @@ def import_captions(
     hf_split: Annotated[str | None, Opt(help="Split of a saved DatasetDict.")] = None,
     test_fraction: Annotated[float, Opt(help="Share held out for caption-eval.")] = 0.1,
     seed: Annotated[int, Opt(help="Seed of the train/test split.")] = 0,
+    model: NewModel = None,
+    text_model: TextModel = None,  # CLIPATLAS_TEXT_MODEL
     json_out: Json = False,
 ) -> None:
     """Import pictures with their captions (several per picture) and split train/test."""
+    settings = settings_of(ctx)
+    if text_model:
+        settings = settings.model_copy(update={"text_model": text_model})
     with (
-        Atlas.open(collection, settings=_settings(ctx)) as atlas,
+        Atlas.open(collection, settings=settings, model=model) as atlas,
         progress_bar(not json_out) as progress,
     ):
         report = atlas.import_captions(
@@ -78,7 +93,7 @@ def import_captions(
         console.print(f"  {error['image']}: {error['reason']} {error['detail']}", markup=False)
 
 
-@app.command()
+@commands.command()
 def caption(
     ctx: typer.Context,
     images: Annotated[
@@ -89,6 +104,7 @@ def caption(
     model: Model = None,
     base_url: BaseUrl = None,
     k: K = None,
+    prompt_chars: PromptChars = None,
     no_retrieval: Annotated[
         bool, Opt("--no-retrieval", help="Plain prompt, no neighbours.")
     ] = False,
@@ -103,6 +119,7 @@ def caption(
     options: dict[str, Any] = dict(
         model=model,
         k=k,
+        prompt_chars=prompt_chars,
         retrieval=not no_retrieval,
         language=language,
         prompt_file=prompt_file,
@@ -135,7 +152,7 @@ def caption(
         )
 
 
-@app.command("caption-eval")
+@commands.command("caption-eval")
 def caption_eval(
     ctx: typer.Context,
     collection: Collection = "default",
@@ -143,6 +160,7 @@ def caption_eval(
     base_url: BaseUrl = None,
     n: Annotated[int, Opt("-n", min=1, help="Held-out pictures to caption.")] = 50,
     k: K = None,
+    prompt_chars: PromptChars = None,
     seed: Annotated[int, Opt(help="Which held-out pictures (order seed).")] = 0,
     language: Language = None,
     prompt_file: PromptFile = None,
@@ -158,6 +176,7 @@ def caption_eval(
             model=model,
             n=n,
             k=k,
+            prompt_chars=prompt_chars,
             seed=seed,
             language=language,
             prompt_file=prompt_file,
@@ -185,7 +204,7 @@ def caption_eval(
     console.print(f"report: {report['html']}\n        {report['json']}", markup=False)
 
 
-@app.command("captions")
+@commands.command("captions")
 def captions_(
     ctx: typer.Context,
     item_id: Annotated[int, typer.Argument(help="Item id.")],
@@ -193,7 +212,7 @@ def captions_(
     json_out: Json = False,
 ) -> None:
     """Show an item's captions (references, generated ones and errors, with provenance)."""
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         found = atlas.captions().of_item(item_id)
     if json_out:
         print_json([c.as_dict(provenance=True) for c in found])
@@ -203,7 +222,7 @@ def captions_(
         console.print(f"{c.kind:9} {c.model} {c.prompt_version}: {what}", markup=False)
 
 
-@app.command("split-captions")
+@commands.command("split-captions")
 def split_captions(
     ctx: typer.Context,
     collection: Collection = "default",
@@ -212,7 +231,7 @@ def split_captions(
     json_out: Json = False,
 ) -> None:
     """Redo the seeded train/test split of the captioned pictures."""
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         counts = atlas.captions().split(test_fraction=test_fraction, seed=seed)
     if json_out:
         print_json(counts)

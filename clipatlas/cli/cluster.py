@@ -9,8 +9,11 @@ import typer
 from rich.table import Table
 
 from clipatlas.atlas import Atlas
-from clipatlas.cli.app import Collection, Json, _settings, app
+from clipatlas.cli.common import Collection, Json, settings_of
 from clipatlas.cli.render import console, print_json, progress_bar
+from clipatlas.wording import counted
+
+commands = typer.Typer()
 
 Opt = typer.Option
 
@@ -19,12 +22,20 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-@app.command()
+@commands.command()
 def cluster(
     ctx: typer.Context,
     collection: Collection = "default",
-    method: Annotated[str, Opt(help="kmeans, dbscan or hdbscan.")] = "kmeans",
-    k: Annotated[int | None, Opt("--k", help="KMeans clusters (default: automatic).")] = None,
+    method: Annotated[
+        str,
+        Opt(
+            help="auto (HDBSCAN if its groups are clean and stable, else KMeans), kmeans, "
+            "dbscan or hdbscan."
+        ),
+    ] = "auto",
+    k: Annotated[
+        int | None, Opt("--k", help="KMeans clusters (default: automatic; implies kmeans).")
+    ] = None,
     k_min: Annotated[int, Opt(help="Smallest K tried by automatic K.")] = 2,
     k_max: Annotated[int, Opt(help="Largest K tried by automatic K.")] = 30,
     eps: Annotated[float, Opt(help="DBSCAN neighbourhood (cosine distance).")] = 0.2,
@@ -36,9 +47,9 @@ def cluster(
     name: Annotated[bool, Opt(help="Name the clusters (style words and tags).")] = True,
     json_out: Json = False,
 ) -> None:
-    """Cluster a collection and store the run (KMeans with automatic K, DBSCAN or HDBSCAN)."""
+    """Cluster a collection and store the run (automatic method, KMeans, DBSCAN or HDBSCAN)."""
     with (
-        Atlas.open(collection, settings=_settings(ctx), create=False) as atlas,
+        Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas,
         progress_bar(not json_out) as progress,
     ):
         run = atlas.cluster(
@@ -51,7 +62,7 @@ def cluster(
         return
     m = run.metrics
     console.print(
-        f"run {run.id}: {run.method}, {run.n_clusters} clusters, {run.n_noise} noise, "
+        f"run {run.id}: {run.method}, {counted(run.n_clusters, 'cluster')}, {run.n_noise} noise, "
         f"silhouette {_fmt(m['silhouette'])}, Davies-Bouldin {_fmt(m['davies_bouldin'])}"
     )
     console.print(run.explanation, markup=False)
@@ -72,10 +83,10 @@ def cluster(
         console.print(f"curves: {run.directory}", markup=False)
 
 
-@app.command()
+@commands.command()
 def runs(ctx: typer.Context, collection: Collection = "default", json_out: Json = False) -> None:
     """List the clustering runs of a collection, newest first."""
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         found = atlas.runs()
     if json_out:
         print_json(found)
@@ -92,7 +103,7 @@ def runs(ctx: typer.Context, collection: Collection = "default", json_out: Json 
     console.print(table)
 
 
-@app.command("eval-clusters")
+@commands.command("eval-clusters")
 def eval_clusters(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="Run id (see clipatlas runs).")],
@@ -104,19 +115,19 @@ def eval_clusters(
     from clipatlas.analysis.clustering.evaluate import read_labels
 
     truth = read_labels(labels)
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         scores = atlas.eval_clusters(run_id, dict(truth))
     if json_out:
         print_json(scores)
         return
     console.print(
         f"run {run_id}: ARI {scores['ari']:.4f}  NMI {scores['nmi']:.4f}  "
-        f"purity {scores['purity']:.4f}  over {scores['n']} items"
+        f"purity {scores['purity']:.4f}  over {counted(scores['n'], 'item')}"
         + (f" ({scores['unmatched']} labels not in the run)" if scores["unmatched"] else "")
     )
 
 
-@app.command("map")
+@commands.command("map")
 def map_(
     ctx: typer.Context,
     run_id: Annotated[int, typer.Argument(help="Run id (see `clipatlas runs`).")],
@@ -127,7 +138,7 @@ def map_(
 ) -> None:
     """Draw a run's atlas map: coordinates, an offline interactive HTML map and a PNG."""
     with (
-        Atlas.open(collection, settings=_settings(ctx), create=False) as atlas,
+        Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas,
         progress_bar(not json_out) as progress,
     ):
         result = atlas.map(run_id, sample=sample, seed=seed, progress=progress)

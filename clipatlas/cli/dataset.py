@@ -8,13 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from clipatlas.atlas import Atlas
-from clipatlas.cli.app import Json, _settings, app
-from clipatlas.cli.render import console, print_json, progress_bar
+from clipatlas.cli.common import Json, settings_of
+from clipatlas.cli.render import console, err_console, print_json, progress_bar
 from clipatlas.dataset import ExportConfig, MeaningConfig, QualityConfig, safe_name, slug
 from clipatlas.errors import ConfigError
 
+commands = typer.Typer()
+
 Opt = typer.Option
 _PATH_SOURCES = {"folder": "root", "urls": "path"}
+MAX_DISPLAY = 100  # Naver's display limit (clipatlas.sources.naver.MAX_DISPLAY, not imported:
+# it would load the HTTP stack with the CLI; tests/test_dataset_evidence.py checks they agree)
 
 
 def _source_options(source: str, input_path: Path | None, **given: Any) -> dict[str, Any]:
@@ -29,7 +33,7 @@ def _source_options(source: str, input_path: Path | None, **given: Any) -> dict[
     return options
 
 
-@app.command("build-dataset")
+@commands.command("build-dataset")
 def build_dataset(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(help="What the dataset shows, e.g. '고양이'.")],
@@ -57,7 +61,11 @@ def build_dataset(
     eps: Annotated[float, Opt(help="DBSCAN cosine distance.")] = 0.18,
     min_samples: Annotated[int, Opt(help="DBSCAN/HDBSCAN core neighbours.")] = 3,
     min_cluster_size: Annotated[int, Opt(help="HDBSCAN smallest cluster.")] = 5,
-    size_weight: Annotated[float, Opt(help="Weight of cluster size vs relevance.")] = 0.35,
+    tie_ratio: Annotated[float, Opt(help="Size share of the biggest that is a tie.")] = 0.5,
+    text_z: Annotated[float, Opt(help="Text evidence (z) that breaks a tie.")] = 3.0,
+    veto_z: Annotated[float, Opt(help="Text evidence (z) that vetoes a cluster.")] = 6.0,
+    min_share: Annotated[float, Opt(help="Smallest share a chosen cluster may have.")] = 0.1,
+    allow_small: Annotated[bool, Opt(help="Export a cluster below --min-share.")] = False,
     prompt: Annotated[list[str] | None, Opt(help="Extra text describing the subject.")] = None,
     negative: Annotated[list[str] | None, Opt(help="Text describing what to avoid.")] = None,
     positive_image: Annotated[list[Path] | None, Opt(help="Example picture to match.")] = None,
@@ -68,11 +76,15 @@ def build_dataset(
     hf: Annotated[bool, Opt("--hf", help="Also write metadata.jsonl (HF imagefolder).")] = False,
     sort: Annotated[str | None, Opt(help="Naver/CivitAI sort order.")] = None,
     size: Annotated[str | None, Opt(help="Naver size filter.")] = None,
+    display: Annotated[
+        int | None,
+        Opt(min=1, max=MAX_DISPLAY, help="Naver results per search request (1..100, default 100)."),
+    ] = None,
     allow_host: Annotated[list[str] | None, Opt(help="Allow a non-public host.")] = None,
     json_out: Json = False,
 ) -> None:
     """Collect pictures of QUERY, drop junk and off-topic ones, export a clean dataset."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if allow_host:
         settings = settings.model_copy(update={"allow_hosts": [*settings.allow_hosts, *allow_host]})
     quality = QualityConfig(
@@ -80,11 +92,16 @@ def build_dataset(
         None if phash_distance < 0 else phash_distance, None if dup_cosine > 1 else dup_cosine,
     )  # fmt: skip
     meaning = MeaningConfig(
-        method, eps, min_samples, min_cluster_size, size_weight, tuple(prompt or ()),
-        tuple(negative or ()), tuple(str(p) for p in positive_image or ()),
-        tuple(str(p) for p in negative_image or ()), outlier_z, min_similarity,
+        method=method, eps=eps, min_samples=min_samples, min_cluster_size=min_cluster_size,
+        prompts=tuple(prompt or ()), negative_prompts=tuple(negative or ()),
+        positive_images=tuple(str(p) for p in positive_image or ()),
+        negative_images=tuple(str(p) for p in negative_image or ()), outlier_z=outlier_z,
+        min_similarity=min_similarity, tie_ratio=tie_ratio, text_z=text_z, veto_z=veto_z,
+        min_share=min_share, allow_small=allow_small,
     )  # fmt: skip
-    options = _source_options(source, input_path, sort=sort, size_filter=size)
+    if display is not None and source != "naver":
+        raise ConfigError(f"--display is the Naver page size, not an option of {source}")
+    options = _source_options(source, input_path, sort=sort, size_filter=size, display=display)
     target = out if out is not None else Path.cwd() / safe_name(query)
     name = collection or f"dataset-{slug(query)}"
     with (
@@ -99,12 +116,22 @@ def build_dataset(
     if json_out:
         print_json({"collection": name, **result.as_dict()})
         return
-    console.print(
+    lines = [
         f"{result.kept} pictures of {query!r} in {result.out} "
         f"({result.candidates} candidates, {result.seconds:.1f}s)",
-        markup=False,
-    )
-    for key, n in result.dropped.items():
-        console.print(f"  dropped {key}: {n}", markup=False)
+        *(f"  dropped {key}: {n}" for key, n in result.dropped.items()),
+    ]
+    chosen = next((c for c in result.clusters if c.get("chosen")), None)
+    if chosen is not None:
+        clustered = sum(c["size"] for c in result.clusters)
+        lines.append(
+            f"  cluster {chosen['label']} chosen by {result.decided_by} "
+            f"({chosen['size']} of {clustered} clustered pictures)"
+        )
+    lines.append(f"dropped.jsonl: {result.out / 'dropped.jsonl'}")
+    for line in lines:
+        console.print(line, markup=False)
+    for w in result.warnings:
+        err_console.print(f"warning ({w['code']}): {w['message']}", markup=False)
     if result.report is not None:
         console.print(f"report: {result.report}", markup=False)

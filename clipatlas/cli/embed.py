@@ -12,15 +12,16 @@ from typing import Annotated
 import typer
 
 from clipatlas.atlas import Atlas
-from clipatlas.cli.app import Collection, Json, _settings, app
-from clipatlas.cli.ingest import _print_report
-from clipatlas.cli.render import progress_bar
+from clipatlas.cli.common import Collection, Json, settings_of
+from clipatlas.cli.render import print_ingest_report, progress_bar
 from clipatlas.errors import ConfigError
+
+commands = typer.Typer()
 
 Opt = typer.Option
 
 
-@app.command()
+@commands.command()
 def embed(
     ctx: typer.Context,
     folder: Annotated[Path, typer.Argument(help="Folder of pictures (on a path all nodes see).")],
@@ -40,7 +41,7 @@ def embed(
     json_out: Json = False,
 ) -> None:
     """Embed a folder into a collection (with --ray: over a Ray cluster), idempotently."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if batch_size is not None:
         settings = settings.model_copy(update={"batch_size": batch_size})
     if not folder.expanduser().is_dir():
@@ -62,4 +63,4 @@ def embed(
                 gpus_per_actor=gpus,
                 progress=progress,
             )
-    _print_report(collection, report, str(folder), json_out)
+    print_ingest_report(collection, report, str(folder), json_out)

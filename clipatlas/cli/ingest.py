@@ -13,32 +13,21 @@ from typing import Annotated, Any
 import typer
 
 from clipatlas.atlas import Atlas
-from clipatlas.cli.app import Collection, Json, _settings, app
-from clipatlas.cli.render import console, print_json, progress_bar
+from clipatlas.cli.common import Collection, Json, settings_of
+from clipatlas.cli.render import print_ingest_report, progress_bar
 from clipatlas.errors import ConfigError
-from clipatlas.pipeline.ingest import IngestReport
+
+commands = typer.Typer()
 
 Opt = typer.Option
+PageSize = Annotated[
+    int | None,
+    Opt(min=1, max=200, help="CivitAI API page size (1-100 for models, 1-200 for images)."),
+]
 
 
 def _source_options(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v not in (None, [], ())}
-
-
-def _print_report(collection: str, report: IngestReport, target: str, json_out: bool) -> None:
-    if json_out:
-        print_json({"collection": collection, **report.as_dict()})
-        return
-    console.print(
-        f"{collection}: stored {report.stored}, rejected {report.rejected}, "
-        f"unchanged {report.skipped} ({report.seconds:.1f}s)"
-    )
-    for reason, n in sorted(report.reasons.items()):
-        console.print(f"  {reason}: {n}")
-    if report.outside_root:
-        console.print(f"  skipped {report.outside_root} links pointing outside {target}")
-    if report.arrivals:
-        console.print(f"  {report.arrivals['advice']}", markup=False)
 
 
 def _run(
@@ -55,7 +44,7 @@ def _run(
     *,
     incremental: bool = False,
 ) -> None:
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     updates: dict[str, Any] = {
         k: v for k, v in {"workers": workers, "batch_size": batch_size}.items() if v is not None
     }
@@ -85,10 +74,10 @@ def _run(
         except TypeError as exc:  # an option that this source does not take
             raise ConfigError(f"source {kind!r}: {exc}") from None
         report = atlas.ingest(source, embed=embed, progress=progress)
-    _print_report(collection, report, target, json_out)
+    print_ingest_report(collection, report, target, json_out)
 
 
-@app.command()
+@commands.command()
 def ingest(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="Folder, URL-list file, or civitai / naver.")],
@@ -116,6 +105,7 @@ def ingest(
     version_id: Annotated[int | None, Opt(help="CivitAI model version id.")] = None,
     images_per_version: Annotated[int | None, Opt(help="CivitAI previews per version.")] = None,
     image_width: Annotated[int | None, Opt(help="CivitAI preview width (px).")] = None,
+    page_size: PageSize = None,
     size: Annotated[str | None, Opt(help="Naver size filter: all, large, medium, small.")] = None,
     url_column: Annotated[str | None, Opt(help="URL column of a CSV/JSONL list.")] = None,
     json_out: Json = False,
@@ -125,12 +115,12 @@ def ingest(
         limit=limit, query=query, types=types, sort=sort, period=period, nsfw=nsfw, tag=tag,
         username=username, base_models=base_model, mode=mode, model_id=model_id,
         version_id=version_id, images_per_version=images_per_version, image_width=image_width,
-        size_filter=size, url_column=url_column,
+        page_limit=page_size, size_filter=size, url_column=url_column,
     )  # fmt: skip
     _run(ctx, target, collection, model, embed, workers, batch_size, allow_host, json_out, options)
 
 
-@app.command()
+@commands.command()
 def sync(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="A network source: civitai.")],
@@ -143,12 +133,13 @@ def sync(
     tag: Annotated[str | None, Opt(help="CivitAI tag.")] = None,
     username: Annotated[str | None, Opt(help="CivitAI creator.")] = None,
     base_model: Annotated[list[str] | None, Opt(help="CivitAI base model.")] = None,
+    page_size: PageSize = None,
     json_out: Json = False,
 ) -> None:
     """Fetch only what is new since the last run (newest first; stops at known pictures)."""
     options = _source_options(
         limit=limit, types=types, query=query, tag=tag, username=username,
-        base_models=base_model, sort="Newest",
+        base_models=base_model, sort="Newest", page_limit=page_size,
     )  # fmt: skip
     _run(ctx, source, collection, model, True, None, None, allow_host, json_out, options,
          incremental=True)  # fmt: skip

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from clipatlas.cli.app import Json, _settings, app
+from clipatlas.cli.common import Json, settings_of
 from clipatlas.cli.render import console, print_json
 from clipatlas.errors import ConfigError
 from clipatlas.jobs import Job, JobBoard, Worker, default_kinds
 from clipatlas.jobs.worker import DEFAULT_STALE_AFTER
 
+commands = typer.Typer()  # ``clipatlas worker``
+# ``clipatlas jobs ...`` (cli/app.py registers it under that name)
 jobs_app = typer.Typer(no_args_is_help=True, help="Background jobs: list, cancel, resume, clear.")
-app.add_typer(jobs_app, name="jobs")
 
 Key = Annotated[str, typer.Argument(help="Job key COLLECTION/ID (see `clipatlas jobs list`).")]
 
 
 def _board(ctx: typer.Context) -> JobBoard:
-    return JobBoard(_settings(ctx), default_kinds())
+    return JobBoard(settings_of(ctx), default_kinds())
 
 
 def _split(key: str) -> tuple[str, int]:
@@ -87,28 +89,28 @@ def show(ctx: typer.Context, key: Key, json_out: Json = False) -> None:
         console.print(f"  [{line.level}] {line.message}", markup=False)
 
 
-@jobs_app.command()
-def cancel(ctx: typer.Context, key: Key, json_out: Json = False) -> None:
-    """Cancel a queued job, or ask a running one to stop between items."""
+def _move(
+    ctx: typer.Context, key: str, json_out: bool, action: Callable[[JobBoard, str, int], Job]
+) -> None:
     collection, job_id = _split(key)
     board = _board(ctx)
     try:
-        job = board.cancel(collection, job_id)
+        job = action(board, collection, job_id)
     finally:
         board.close()
     print_json(job.as_dict()) if json_out else _print(job)
+
+
+@jobs_app.command()
+def cancel(ctx: typer.Context, key: Key, json_out: Json = False) -> None:
+    """Cancel a queued job, or ask a running one to stop between items."""
+    _move(ctx, key, json_out, JobBoard.cancel)
 
 
 @jobs_app.command()
 def resume(ctx: typer.Context, key: Key, json_out: Json = False) -> None:
     """Queue a failed, cancelled or interrupted job again (it redoes only what is missing)."""
-    collection, job_id = _split(key)
-    board = _board(ctx)
-    try:
-        job = board.resume(collection, job_id)
-    finally:
-        board.close()
-    print_json(job.as_dict()) if json_out else _print(job)
+    _move(ctx, key, json_out, JobBoard.resume)
 
 
 @jobs_app.command()
@@ -129,7 +131,7 @@ def clear(
         console.print(f"removed {removed} finished jobs")
 
 
-@app.command()
+@commands.command()
 def worker(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Run queued jobs, then exit.")] = False,
@@ -139,7 +141,7 @@ def worker(
     json_out: Json = False,
 ) -> None:
     """Run background jobs in the foreground (``clipatlas serve`` starts its own workers)."""
-    runner = Worker(_settings(ctx), stale_after=stale_after)
+    runner = Worker(settings_of(ctx), stale_after=stale_after)
     try:
         if once:
             runner.board.recover_stale(stale_after)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -22,7 +22,17 @@ from rich.table import Table
 from clipatlas.analysis.search import SearchHit
 from clipatlas.progress import ProgressCallback, ProgressEvent
 
-__all__ = ["console", "err_console", "print_hits", "print_json", "progress_bar"]
+if TYPE_CHECKING:
+    from clipatlas.pipeline.ingest import IngestReport
+
+__all__ = [
+    "console",
+    "err_console",
+    "print_hits",
+    "print_ingest_report",
+    "print_json",
+    "progress_bar",
+]
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -66,3 +76,20 @@ def print_hits(hits: Sequence[SearchHit]) -> None:
     for rank, hit in enumerate(hits, 1):
         table.add_row(str(rank), f"{hit.score:.4f}", str(hit.id), hit.path or hit.uri)
     console.print(table)
+
+
+def print_ingest_report(collection: str, report: IngestReport, target: str, json_out: bool) -> None:
+    """What an ingest (or embed) run stored, rejected by reason and skipped; or its JSON."""
+    if json_out:
+        print_json({"collection": collection, **report.as_dict()})
+        return
+    console.print(
+        f"{collection}: stored {report.stored}, rejected {report.rejected}, "
+        f"unchanged {report.skipped} ({report.seconds:.1f}s)"
+    )
+    for reason, n in sorted(report.reasons.items()):
+        console.print(f"  {reason}: {n}")
+    if report.outside_root:
+        console.print(f"  skipped {report.outside_root} links pointing outside {target}")
+    if report.arrivals:
+        console.print(f"  {report.arrivals['advice']}", markup=False)

@@ -10,8 +10,11 @@ import typer
 from rich.table import Table
 
 from clipatlas.atlas import Atlas
-from clipatlas.cli.app import Collection, Json, _settings, app
+from clipatlas.cli.common import Collection, Json, settings_of
 from clipatlas.cli.render import console, print_json
+from clipatlas.wording import counted
+
+commands = typer.Typer()
 
 Opt = typer.Option
 RunOpt = Annotated[int | None, Opt("--run", "-r", help="Run id (default: the newest run).")]
@@ -21,7 +24,7 @@ def _name(value: Any) -> str:
     return "-" if value in (None, "") else str(value)
 
 
-@app.command()
+@commands.command()
 def classify(
     ctx: typer.Context,
     image: Annotated[Path | None, typer.Argument(help="A picture file.")] = None,
@@ -38,7 +41,7 @@ def classify(
     """Which cluster of a run a picture, URL or CivitAI model belongs to (or "unknown")."""
     if sum(x is not None for x in (image, url, civitai_model)) != 1:
         raise typer.BadParameter("give exactly one of IMAGE, --url or --civitai-model")
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         answer = atlas.classify(
             run_id, image=image, url=url, civitai_model=civitai_model, images=images, top=top
         )
@@ -60,7 +63,7 @@ def classify(
         console.print(f"  skipped {failed['input']}: {failed['reason']}", markup=False)
 
 
-@app.command()
+@commands.command()
 def recommend(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="What you want to make, in words.")],
@@ -71,7 +74,7 @@ def recommend(
     json_out: Json = False,
 ) -> None:
     """Style clusters of a run that fit a text prompt, with their best items and models."""
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         found = atlas.recommend(prompt, run_id, top=top, items=items)
     if json_out:
         print_json(found)
@@ -79,20 +82,20 @@ def recommend(
     for c in found["clusters"]:
         console.print(
             f"{c['rank']}. cluster {c['label']} {_name(c['name'])!s}  cosine {c['cosine']:.4f}  "
-            f"({c['size']} items)",
+            f"({counted(c['size'], 'item')})",
             markup=False,
         )
         for m in c["models"]:
             console.print(
                 f"     model {m['model_id']} {_name(m['model_name'])} "
-                f"({m['images']} images, best {m['cosine']:.4f})",
+                f"({counted(m['images'], 'image')}, best {m['cosine']:.4f})",
                 markup=False,
             )
         for i in c["items"]:
             console.print(f"     item {i['id']} {i['cosine']:.4f} {i['uri']}", markup=False)
 
 
-@app.command("name-clusters")
+@commands.command("name-clusters")
 def name_clusters(
     ctx: typer.Context,
     run_id: RunOpt = None,
@@ -113,7 +116,7 @@ def name_clusters(
         words = [w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#")]
         if not words:
             raise typer.BadParameter(f"{vocabulary}: no words")
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         named = atlas.name_clusters(run_id, vocabulary=words, force=force)
     if json_out:
         print_json(named)
@@ -129,7 +132,7 @@ def name_clusters(
     console.print(table)
 
 
-@app.command("rename-cluster")
+@commands.command("rename-cluster")
 def rename_cluster(
     ctx: typer.Context,
     label: Annotated[int, typer.Argument(help="Cluster label.")],
@@ -139,7 +142,7 @@ def rename_cluster(
     json_out: Json = False,
 ) -> None:
     """Give a cluster your own name (automatic naming keeps it)."""
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         run = atlas.run(run_id)
         done = atlas.rename_cluster(run.id, label, name)
     if json_out:
@@ -148,7 +151,7 @@ def rename_cluster(
         console.print(f"run {done['run']}: cluster {label} is now {done['name']!r}", markup=False)
 
 
-@app.command()
+@commands.command()
 def assign(
     ctx: typer.Context,
     run_id: RunOpt = None,
@@ -156,7 +159,7 @@ def assign(
     json_out: Json = False,
 ) -> None:
     """Place items stored after a run on its clusters (no refit) and advise on re-clustering."""
-    with Atlas.open(collection, settings=_settings(ctx), create=False) as atlas:
+    with Atlas.open(collection, settings=settings_of(ctx), create=False) as atlas:
         report = atlas.assign_new(run_id)
     if json_out:
         print_json(report.as_dict())

@@ -6,14 +6,16 @@ from typing import Annotated
 
 import typer
 
-from clipatlas.cli.app import _settings, app
+from clipatlas.cli.common import settings_of
 from clipatlas.cli.render import err_console
 from clipatlas.errors import ConfigError
+
+commands = typer.Typer()
 
 Opt = typer.Option
 
 
-@app.command()
+@commands.command()
 def serve(
     ctx: typer.Context,
     host: Annotated[str, Opt(help="Bind address; anything but loopback needs --token.")] = (
@@ -51,7 +53,7 @@ def serve(
         max_body=int(upload_mb * 1024 * 1024),
     )
     err_console.print(f"clipatlas web on http://{config.url_host}:{port}/  (Ctrl+C to stop)")
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if "index_staleness" not in settings.model_fields_set:
         # searches during an ingest job answer from an index at most 30 s old (rebuilt in the
         # background) instead of waiting for a rebuild after every batch

@@ -22,12 +22,15 @@ from sqlalchemy import select
 
 from clipatlas.dataset.collect import StopHook, collect, ingest_candidates, source_options
 from clipatlas.dataset.config import BuildRequest
+from clipatlas.dataset.download import download_candidates, remove_downloads
 from clipatlas.dataset.export import (
     ExportFile,
     check_output,
     discard,
+    dropped_rows,
     finalize,
     staging,
+    write_dropped,
     write_files,
 )
 from clipatlas.dataset.meaning import MeaningResult, meaning_stage, query_vectors
@@ -41,7 +44,7 @@ from clipatlas.store.schema import items as items_table
 from clipatlas.store.sql import transaction
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = ["DatasetBuild", "build_dataset"]
 
@@ -64,6 +67,13 @@ class DatasetBuild:
     resumed: bool
     report: Path | None = None
     outcomes: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    decided_by: str = ""  # how the cluster was chosen: size | text_tie_break | ...
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def dropped_candidates(self) -> list[dict[str, Any]]:
+        """One entry per dropped candidate: where it came from, the stage, reason, scores."""
+        return dropped_rows(self.outcomes)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,35 +89,38 @@ class DatasetBuild:
             "seconds": round(self.seconds, 3),
             "resumed": self.resumed,
             "report": None if self.report is None else str(self.report),
+            "decided_by": self.decided_by,
+            "warnings": self.warnings,
+            "dropped_candidates": self.dropped_candidates,
         }
 
 
-def _items_for(atlas: Atlas, rows: Sequence[CandidateRow]) -> dict[tuple[str, str], Item]:
+def _items_for(engine: Engine, rows: Sequence[CandidateRow]) -> dict[tuple[str, str], Item]:
     by_source: dict[str, list[str]] = {}
     for r in rows:
         by_source.setdefault(r.candidate.source, []).append(r.candidate.key)
     ids: list[int] = []
-    with transaction(atlas.store.engine) as conn:
+    with transaction(engine.store.engine) as conn:
         for source, keys in by_source.items():
             for start in range(0, len(keys), 500):
                 ids += conn.execute(
                     select(items_table.c.id).where(
-                        items_table.c.collection_id == atlas.collection.id,
+                        items_table.c.collection_id == engine.collection.id,
                         items_table.c.source == source,
                         items_table.c.source_key.in_(keys[start : start + 500]),
                     )
                 ).scalars()
-    return {(it.source, it.source_key): it for it in atlas.store.get_items(atlas.collection, ids)}
+    return {(it.source, it.source_key): it for it in engine.store.get_items(engine.collection, ids)}
 
 
 def build_dataset(
-    atlas: Atlas,
+    engine: Engine,
     request: BuildRequest,
     *,
     progress: ProgressCallback | None = None,
     should_stop: StopHook | None = None,
 ) -> DatasetBuild:
-    """Run (or resume) the build of ``request`` in ``atlas``'s collection."""
+    """Run (or resume) the build of ``request`` in ``engine``'s collection."""
     started = time.perf_counter()
     request.check()
     out = request.out.expanduser().resolve()
@@ -119,17 +132,22 @@ def build_dataset(
         "wanted": request.candidates_wanted,
         "options": {k: str(v) for k, v in source_options(request).items()},
     }
-    state = BuildState.open(atlas.store, atlas.collection, out, listing, request.params())
+    state = BuildState.open(engine.store, engine.collection, out, listing, request.params())
     resumed = state.listed
     staged: Path | None = None
+    warnings: list[dict[str, Any]] = []
     try:
-        rows = collect(atlas, state, request, progress, stop)
-        state.update(status="ingesting", stage="ingest")
-        report = ingest_candidates(atlas, state, rows[0].candidate.source, rows, progress, stop)
+        rows = collect(engine, state, request, progress, stop, warnings)
+        state.update(status="ingesting", stage="fetch")
+        rows = download_candidates(engine, state, rows, progress, stop)
+        state.update(stage="ingest")
+        report = ingest_candidates(engine, state, rows[0].candidate.source, rows, progress, stop)
+        remove_downloads(engine, rows)
         if stop():
             raise BuildCancelledError(state.id, "quality")
         state.update(status="filtering", stage="quality")
-        result, outcomes, items = _judge(atlas, request, rows, progress)
+        result, outcomes, items = _judge(engine, request, rows, progress)
+        warnings += result.warnings
         kept = result.kept[: request.limit]
         for s, scores in result.kept[request.limit :]:
             outcomes.append(
@@ -162,7 +180,7 @@ def build_dataset(
             staged,
             files,
             query=request.query,
-            media_root=atlas.media_root,
+            media_root=engine.media_root,
             parquet=request.export.parquet,
             hf_metadata=request.export.hf_metadata,
             tick=tick,
@@ -187,9 +205,10 @@ def build_dataset(
         if not manifest:
             raise EmptyDatasetError(request.query, Counter(o.reason or "" for o in outcomes))
         rows_out = state.outcomes()
+        write_dropped(staged, dropped_rows(rows_out))
         if request.export.report:
             (staged / "report.html").write_text(
-                _report(request, rows_out, items, atlas.media_root, clusters, result.note),
+                _report(request, rows_out, items, engine.media_root, clusters, result, warnings),
                 encoding="utf-8",
             )
         dropped = Counter(
@@ -203,6 +222,8 @@ def build_dataset(
             "dropped": dict(sorted(dropped.items())),
             "clusters": clusters,
             "chosen_cluster": result.chosen,
+            "decided_by": result.decided_by,
+            "warnings": warnings,
         }
         (staged / "build.json").write_text(
             json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8"
@@ -214,6 +235,7 @@ def build_dataset(
             "kept": len(manifest),
             "dropped": dict(dropped),
             "ingest": report.as_dict(),
+            "warnings": warnings,
         }
         state.update(status="done", stage="done", counts=counts, finished_at=time.time())
     except BuildCancelledError as exc:
@@ -239,28 +261,30 @@ def build_dataset(
         resumed,
         out / "report.html" if request.export.report else None,
         rows_out,
+        result.decided_by,
+        warnings,
     )
 
 
 def _judge(
-    atlas: Atlas,
+    engine: Engine,
     request: BuildRequest,
     rows: list[CandidateRow],
     progress: ProgressCallback | None,
 ) -> tuple[MeaningResult, list[Outcome], dict[tuple[str, str], Item]]:
     """Quality then meaning; returns the meaning result, every drop so far, the items."""
-    items = _items_for(atlas, rows)
+    items = _items_for(engine, rows)
     dup_of = [int(it.meta.get("duplicate_of") or 0) for it in items.values()]
     stored = {
-        it.id: it for it in atlas.store.get_items(atlas.collection, dup_of) if it.status == "ok"
+        it.id: it for it in engine.store.get_items(engine.collection, dup_of) if it.status == "ok"
     }
-    atlas.collection = atlas.store.get_collection(atlas.name)
-    ids, matrix = atlas.store.load_vectors(atlas.collection)
+    engine.refresh_collection()
+    ids, matrix = engine.store.load_vectors(engine.collection)
     dropped, survivors = quality_stage(rows, items, stored, (ids, matrix), request.quality)
     emit(progress, ProgressEvent("quality", len(rows), len(rows), {"passed": len(survivors)}))
     wanted = {s.item.id for s in survivors}
     vectors = {int(i): v for i, v in zip(ids, matrix, strict=True) if int(i) in wanted}
-    query = query_vectors(atlas.embedder(), request.query, request.meaning)
+    query = query_vectors(engine.embedder(), request.query, request.meaning)
     result = meaning_stage(survivors, vectors, query, request.meaning)
     emit(
         progress,
@@ -275,7 +299,8 @@ def _report(
     items: dict[tuple[str, str], Item],
     media_root: Path,
     clusters: list[dict[str, Any]],
-    note: str,
+    result: MeaningResult,
+    warnings: list[dict[str, Any]],
 ) -> str:
     by_id = {it.id: it for it in items.values()}
     entries = []
@@ -297,5 +322,11 @@ def _report(
             )
         )
     return render_report(
-        query=request.query, entries=entries, clusters=clusters, params=request.params(), note=note
+        query=request.query,
+        entries=entries,
+        clusters=clusters,
+        params=request.params(),
+        note=result.note,
+        warnings=warnings,
+        decided_by=result.decided_by,
     )

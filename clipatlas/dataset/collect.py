@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from clipatlas.errors import BuildCancelledError, ConfigError, NoCandidatesError
+from clipatlas.errors import BuildCancelledError, ConfigError, NaverQuotaError, NoCandidatesError
 from clipatlas.pipeline.ingest import IngestReport
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.sources.base import Candidate
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
     from clipatlas.dataset.config import BuildRequest
     from clipatlas.dataset.state import BuildState, CandidateRow
+    from clipatlas.engine import Engine
 
 __all__ = ["ListedSource", "StopHook", "collect", "ingest_candidates", "source_options"]
 
@@ -58,13 +58,18 @@ class ListedSource:
 
 
 def collect(
-    atlas: Atlas,
+    engine: Engine,
     state: BuildState,
     request: BuildRequest,
     progress: ProgressCallback | None,
     should_stop: StopHook,
+    warnings: list[dict[str, Any]],
 ) -> list[CandidateRow]:
-    """The build's candidates: the stored listing, or a new one from the source."""
+    """The build's candidates: the stored listing, or a new one from the source.
+
+    A daily quota met after some candidates were listed ends the listing there (a
+    ``partial_listing`` warning is appended to ``warnings``); met before any, it is raised.
+    """
     from clipatlas.dataset.state import CandidateRow
 
     if state.listed:
@@ -72,30 +77,48 @@ def collect(
         emit(progress, ProgressEvent("collect", len(rows), len(rows), message="resumed"))
         return rows
     try:
-        source = atlas.source(request.source, **source_options(request))
+        source = engine.source(request.source, **source_options(request))
     except TypeError as exc:  # an option this source does not take
         raise ConfigError(f"source {request.source!r}: {exc}") from None
     wanted = request.candidates_wanted
     rows = []
-    for candidate in source.iter_candidates():
-        if should_stop():
-            raise BuildCancelledError(state.id, "collect")
-        rows.append(CandidateRow(len(rows), candidate))
-        if len(rows) % 50 == 0:
-            emit(progress, ProgressEvent("collect", len(rows), wanted))
-        if len(rows) >= wanted:
-            break
+    try:
+        for candidate in source.iter_candidates():
+            if should_stop():
+                raise BuildCancelledError(state.id, "collect")
+            rows.append(CandidateRow(len(rows), candidate))
+            if len(rows) % 50 == 0:
+                emit(progress, ProgressEvent("collect", len(rows), wanted))
+            if len(rows) >= wanted:
+                break
+    except NaverQuotaError as exc:
+        if exc.scope != "daily" or not rows:
+            raise
+        warnings.append(
+            {
+                "code": "partial_listing",
+                "message": (
+                    f"the Naver daily quota (errorCode {exc.code}) ran out after {len(rows)} of "
+                    f"{wanted} candidates: the dataset is built from those. Run again after the "
+                    "reset (midnight KST, with --overwrite) to list the rest; pictures already "
+                    "downloaded are not fetched again"
+                ),
+                "listed": len(rows),
+                "wanted": wanted,
+            }
+        )
     emit(progress, ProgressEvent("collect", len(rows), len(rows)))
     if not rows:
         raise NoCandidatesError(request.query, request.source)
     state.clear_candidates()
     state.add_candidates(rows)
-    state.mark_listed()
+    if not warnings:  # a partial listing is listed again next time
+        state.mark_listed()
     return rows
 
 
 def ingest_candidates(
-    atlas: Atlas,
+    engine: Engine,
     state: BuildState,
     name: str,
     rows: list[CandidateRow],
@@ -111,4 +134,4 @@ def ingest_candidates(
 
     if should_stop():
         raise BuildCancelledError(state.id, "ingest")
-    return atlas.ingest(ListedSource(name, rows), progress=relay)
+    return engine.ingest(ListedSource(name, rows), progress=relay)

@@ -9,7 +9,11 @@ Defaults and why (measured by ``bench/quality_thresholds.py``, see docs/dataset-
 * ``min_side = 300``: below it CLIP's 224 px input is upsampled and a dataset picture is of
   little use; ``aspect`` within 1:3..3:1 drops banners and strips.
 * ``eps = 0.18`` (DBSCAN cosine distance) groups views of one subject while keeping look-alike
-  subjects apart; ``size_weight = 0.35`` lets relevance to the query outweigh size.
+  subjects apart. The cluster is chosen by size; the query text breaks a tie (clusters within
+  ``tie_ratio = 0.5`` of the biggest's size) at ``text_z = 3`` and vetoes a cluster at
+  ``veto_z = 6`` robust deviations beyond unrelated control texts; a chosen cluster below
+  ``min_share = 0.1`` of the pictures is refused (``allow_small`` exports it with a warning).
+  Measured in docs/dataset-builder.md ("Choosing the cluster").
 """
 
 from __future__ import annotations
@@ -58,27 +62,32 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class MeaningConfig:
-    """The meaning stage: cluster, pick the cluster that matches the query, check each image.
+    """The meaning stage: cluster, pick the cluster that is the query's, check each image.
 
     ``prompts``/``negative_prompts`` are extra texts, ``positive_images``/``negative_images``
-    example pictures (paths). A cluster's score is ``size_weight * size share + (1 -
-    size_weight) * relevance``, relevance being the softmax over clusters of 100 x the cosine of
-    its centroid to the query direction (CLIP's own logit scale). A member of the chosen cluster
-    is dropped when its own relevance is ``outlier_z`` robust deviations below the cluster's
-    median, or below ``min_similarity`` when given.
+    example pictures (paths). The biggest dense cluster wins (:mod:`clipatlas.dataset.evidence`)
+    unless the query evidence, as robust z over unrelated control texts, reaches ``text_z``
+    for a rival at least ``tie_ratio`` times its size, or ``veto_z`` against it. A chosen
+    cluster with less than ``min_share`` of the pictures is refused unless ``allow_small``. A
+    member of the chosen cluster is dropped when its own relevance is ``outlier_z`` robust
+    deviations below the cluster's median, or below ``min_similarity`` when given.
     """
 
     method: str = "dbscan"
     eps: float = 0.18
     min_samples: int = 3
     min_cluster_size: int = 5
-    size_weight: float = 0.35
     prompts: tuple[str, ...] = ()
     negative_prompts: tuple[str, ...] = ()
     positive_images: tuple[str, ...] = ()
     negative_images: tuple[str, ...] = ()
     outlier_z: float = 4.5
     min_similarity: float | None = None
+    tie_ratio: float = 0.5
+    text_z: float = 3.0
+    veto_z: float = 6.0
+    min_share: float = 0.1
+    allow_small: bool = False
 
     def check(self) -> MeaningConfig:
         if self.method not in ("dbscan", "hdbscan"):
@@ -87,8 +96,14 @@ class MeaningConfig:
             raise ConfigError(f"eps is a cosine distance in (0, 2], got {self.eps}")
         if self.min_samples < 1 or self.min_cluster_size < 2:
             raise ConfigError("min_samples must be >= 1 and min_cluster_size >= 2")
-        if not 0 <= self.size_weight <= 1:
-            raise ConfigError(f"size_weight must be 0..1, got {self.size_weight}")
+        if not 0 < self.tie_ratio <= 1:
+            raise ConfigError(f"tie_ratio must be in (0, 1], got {self.tie_ratio}")
+        if not 0 < self.text_z <= self.veto_z:
+            raise ConfigError(
+                f"need 0 < text_z <= veto_z, got text_z {self.text_z}, veto_z {self.veto_z}"
+            )
+        if not 0 <= self.min_share < 1:
+            raise ConfigError(f"min_share must be 0..1, got {self.min_share}")
         if self.outlier_z <= 0:
             raise ConfigError(f"outlier_z must be positive, got {self.outlier_z}")
         for image in (*self.positive_images, *self.negative_images):

@@ -28,7 +28,16 @@ from clipatlas.errors import DatasetExistsError, DatasetOutputError, ImageError
 from clipatlas.images import decode_image
 from clipatlas.store.base import Item
 
-__all__ = ["MANIFEST_FIELDS", "ExportFile", "check_output", "finalize", "staging", "write_files"]
+__all__ = [
+    "MANIFEST_FIELDS",
+    "ExportFile",
+    "check_output",
+    "dropped_rows",
+    "finalize",
+    "staging",
+    "write_dropped",
+    "write_files",
+]
 
 MANIFEST_FIELDS = (
     "query",
@@ -55,6 +64,32 @@ class ExportFile:
     item: Item
     local_path: Path | None  # the original on disk (folder sources without a media copy)
     scores: dict[str, Any]
+
+
+def dropped_rows(outcomes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``dropped.jsonl`` rows: each dropped candidate, its origin, stage, reason, scores."""
+    return [
+        {
+            "position": r["position"],
+            "rank": (r["meta"] or {}).get("rank"),
+            "source": r["source"],
+            "url": r["uri"],
+            "title": (r["meta"] or {}).get("title"),
+            "item_id": r["item_id"],
+            "stage": r["stage"],
+            "reason": r["reason"],
+            "detail": r["detail"],
+            "scores": r["scores"] or {},
+        }
+        for r in outcomes
+        if r["outcome"] == "dropped"
+    ]
+
+
+def write_dropped(folder: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """``dropped.jsonl`` beside ``manifest.jsonl``: one JSON object per dropped candidate."""
+    lines = (json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+    (folder / "dropped.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
 def check_output(out: Path, overwrite: bool) -> None:

@@ -1,19 +1,20 @@
-"""Meaning stage: cluster the survivors, choose the cluster that matches the query, then judge
+"""Meaning stage: cluster the survivors, choose the cluster that is the query's, then judge
 each picture on its own similarity.
 
 * **Query direction.** Positives are the query text, extra ``prompts`` and ``positive_images``;
   negatives the ``negative_prompts`` and ``negative_images``. A vector's *relevance* is its mean
   cosine to the positives minus its mean cosine to the negatives (0 without negatives).
-* **Clusters.** DBSCAN on cosine distance (``eps``, ``min_samples``) or HDBSCAN. Each cluster
-  scores ``size_weight * size share + (1 - size_weight) * relevance share``, where the
-  relevance share is the softmax over clusters of ``100 x`` the relevance of its centroid
-  (100 = CLIP's logit scale, so it reads as CLIP's zero-shot probability of that cluster).
-  The best score wins, so a big cluster of look-alikes loses to a smaller one that matches.
+* **Clusters.** DBSCAN on cosine distance (``eps``, ``min_samples``) or HDBSCAN. The choice is
+  :func:`clipatlas.dataset.evidence.choose_cluster`: the biggest cluster wins unless the query
+  text, calibrated against unrelated control texts, is confident enough to break a tie between
+  clusters of similar size or to veto one; a chosen cluster below ``min_share`` of the pictures
+  is refused (:class:`~clipatlas.errors.WeakClusterError`) unless ``allow_small``.
 * **Pictures.** Members of the chosen cluster are kept unless their own relevance is
   ``outlier_z`` robust deviations (1.4826 x MAD, at least 0.01) below the cluster median, or
   below ``min_similarity``. Noise points whose nearest cluster is the chosen one are kept when
   they lie as close to its centroid as 95 % of its members (the HDBSCAN assignment rule) and
-  pass the same check. When no dense cluster exists, every picture is judged on its own.
+  pass the same check. When no dense cluster exists, every picture is judged on its own (and
+  the result says so: a ``no_dense_cluster`` warning).
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ import numpy as np
 
 from clipatlas.analysis.clustering.density import NOISE_PERCENTILE, dbscan_labels, hdbscan_labels
 from clipatlas.dataset.config import MeaningConfig
+from clipatlas.dataset.evidence import CONTROL_TEXTS, choose_cluster
 from clipatlas.dataset.quality import Survivor
 from clipatlas.dataset.state import Outcome
 from clipatlas.embedders.base import Embedder, l2_normalize
+from clipatlas.errors import WeakClusterError
 from clipatlas.images import decode_image
 
 __all__ = ["ClusterScore", "MeaningResult", "QueryVectors", "meaning_stage", "query_vectors"]
 
-LOGIT_SCALE = 100.0
 _SIGMA_FLOOR = 0.01
 
 
@@ -43,6 +45,7 @@ class QueryVectors:
     query: np.ndarray  # (d,) the query text alone
     positives: np.ndarray  # (P, d)
     negatives: np.ndarray  # (N, d), maybe empty
+    controls: np.ndarray | None = None  # (T, d) unrelated texts: the null of the text evidence
 
     def relevance(self, vectors: np.ndarray) -> np.ndarray:
         rel = (vectors @ self.positives.T).mean(axis=1)
@@ -67,7 +70,10 @@ def query_vectors(embedder: Embedder, query: str, config: MeaningConfig) -> Quer
     )
     positives = np.vstack([texts, _example_images(embedder, config.positive_images)])
     negatives = np.vstack([negative_texts, _example_images(embedder, config.negative_images)])
-    return QueryVectors(texts[0], l2_normalize(positives), l2_normalize(negatives))
+    controls = embedder.embed_texts(list(CONTROL_TEXTS))
+    return QueryVectors(
+        texts[0], l2_normalize(positives), l2_normalize(negatives), l2_normalize(controls)
+    )
 
 
 @dataclass
@@ -76,8 +82,8 @@ class ClusterScore:
     size: int
     size_share: float
     relevance: float
-    relevance_share: float
-    score: float
+    text_z: float  # the query text's evidence for this cluster over the chosen one
+    vetoed: bool = False
     chosen: bool = False
     positions: list[int] = field(default_factory=list)  # candidate positions, best first
 
@@ -87,8 +93,8 @@ class ClusterScore:
             "size": self.size,
             "size_share": round(self.size_share, 4),
             "relevance": round(self.relevance, 4),
-            "relevance_share": round(self.relevance_share, 4),
-            "score": round(self.score, 4),
+            "text_z": round(self.text_z, 2),
+            "vetoed": self.vetoed,
             "chosen": self.chosen,
             "positions": self.positions,
         }
@@ -101,6 +107,8 @@ class MeaningResult:
     clusters: list[ClusterScore]
     chosen: int | None
     note: str = ""
+    decided_by: str = ""  # size | text_tie_break | size_after_veto | only_cluster
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _labels(matrix: np.ndarray, c: MeaningConfig) -> np.ndarray:
@@ -123,22 +131,49 @@ def _labels(matrix: np.ndarray, c: MeaningConfig) -> np.ndarray:
 
 def _score_clusters(
     matrix: np.ndarray, labels: np.ndarray, q: QueryVectors, c: MeaningConfig
-) -> tuple[list[ClusterScore], np.ndarray]:
+) -> tuple[list[ClusterScore], np.ndarray, int, str, list[dict[str, Any]]]:
     found = [int(x) for x in np.unique(labels) if x >= 0]
     centroids = l2_normalize(np.vstack([matrix[labels == x].mean(axis=0) for x in found]))
     rel = q.relevance(centroids)
-    logits = LOGIT_SCALE * (rel - rel.max())
-    share = np.exp(logits) / np.exp(logits).sum()
+    controls = q.controls if q.controls is not None else np.zeros((0, matrix.shape[1]))
     sizes = np.asarray([int((labels == x).sum()) for x in found])
-    size_share = sizes / sizes.sum()
-    scores = c.size_weight * size_share + (1 - c.size_weight) * share
+    choice = choose_cluster(
+        sizes,
+        rel,
+        np.asarray(controls @ centroids.T, np.float64),
+        found,
+        tie_ratio=c.tie_ratio,
+        text_z_min=c.text_z,
+        veto_z=c.veto_z,
+    )
     out = [
         ClusterScore(
-            x, int(sizes[i]), float(size_share[i]), float(rel[i]), float(share[i]), float(scores[i])
+            x,
+            int(sizes[i]),
+            float(sizes[i] / sizes.sum()),
+            float(rel[i]),
+            float(choice.z[i, choice.index]),
+            i in choice.vetoed,
         )
         for i, x in enumerate(found)
     ]
-    return out, centroids
+    return out, centroids, choice.index, choice.decided_by, choice.warnings
+
+
+def _check_density(
+    chosen: ClusterScore, clusters: list[ClusterScore], n: int, c: MeaningConfig
+) -> list[dict[str, Any]]:
+    """Refuse (or, with ``allow_small``, flag) a chosen cluster below ``min_share``."""
+    if chosen.size >= c.min_share * n:
+        return []
+    sizes = ", ".join(str(cl.size) for cl in sorted(clusters, key=lambda cl: -cl.size))
+    message = (
+        f"the chosen cluster holds {chosen.size} of {n} pictures ({chosen.size / n:.0%}, below "
+        f"min_share {c.min_share:.0%}; clusters: {sizes})"
+    )
+    if not c.allow_small:
+        raise WeakClusterError(chosen.size, n, c.min_share, message)
+    return [{"code": "small_cluster", "message": message, "cluster": chosen.label}]
 
 
 def meaning_stage(
@@ -171,13 +206,15 @@ def meaning_stage(
     query_sim = matrix @ q.query
     labels = _labels(matrix, c)
     note = ""
+    warnings: list[dict[str, Any]] = []
     if not (labels >= 0).any():
         labels = np.zeros(len(usable), np.int32)
         note = "no dense cluster was found: every picture was judged on its own similarity"
-    clusters, centroids = _score_clusters(matrix, labels, q, c)
-    best = max(range(len(clusters)), key=lambda i: clusters[i].score)
+        warnings.append({"code": "no_dense_cluster", "message": note})
+    clusters, centroids, best, decided_by, found = _score_clusters(matrix, labels, q, c)
     chosen = clusters[best]
     chosen.chosen = True
+    warnings += found + _check_density(chosen, clusters, len(usable), c)
     members = labels == chosen.label
     centre = centroids[best]
     median = float(np.median(rel[members]))
@@ -192,7 +229,7 @@ def meaning_stage(
         scores: dict[str, Any] = {
             **s.scores,
             "cluster": label,
-            "cluster_score": round(by_label[label].score, 4) if label >= 0 else None,
+            "cluster_size": by_label[label].size if label >= 0 else None,
             "query_similarity": round(float(query_sim[i]), 4),
             "relevance": round(float(rel[i]), 4),
             "z": round(float(z), 3),
@@ -210,7 +247,7 @@ def meaning_stage(
     for cl in clusters:
         idx = np.flatnonzero(labels == cl.label)
         cl.positions = [usable[j].row.position for j in idx[np.argsort(-rel[idx], kind="stable")]]
-    return MeaningResult(kept, dropped, clusters, chosen.label, note)
+    return MeaningResult(kept, dropped, clusters, chosen.label, note, decided_by, warnings)
 
 
 def _judge(
@@ -229,9 +266,10 @@ def _judge(
 ) -> tuple[str | None, str]:
     if label >= 0 and label != chosen.label:
         other = by_label[label]
+        why = "vetoed by the query text" if other.vetoed else f"text evidence z={other.text_z:.1f}"
         return "other_cluster", (
-            f"cluster {label} (score {other.score:.3f}) lost to cluster {chosen.label} "
-            f"(score {chosen.score:.3f})"
+            f"cluster {label} ({other.size} pictures, {why}) lost to cluster {chosen.label} "
+            f"({chosen.size} pictures)"
         )
     if label < 0:
         cos = float(matrix[i] @ centre)

@@ -38,6 +38,7 @@ figure{margin:0;width:100px;font-size:10px;overflow:hidden}
 .cluster{border:2px solid #ddd;padding:6px;margin:6px 0}
 .chosen{border-color:#2a8;background:#f2fbf7}
 .muted{color:#777}
+.warn{background:#fff4e0;border-left:4px solid #e90;padding:4px 8px}
 """
 
 
@@ -94,9 +95,15 @@ def _thumb_styles(cache: dict[int, str | None]) -> str:
     )
 
 
-def _grid(entries: Sequence[ReportEntry], caption: Any, cache: dict[int, str | None]) -> str:
-    shown = "".join(_figure(e, caption(e), cache) for e in entries[:_PER_GROUP])
-    more = len(entries) - _PER_GROUP
+def _grid(
+    entries: Sequence[ReportEntry],
+    caption: Any,
+    cache: dict[int, str | None],
+    cap: int | None = _PER_GROUP,
+) -> str:
+    cap = len(entries) if cap is None else cap
+    shown = "".join(_figure(e, caption(e), cache) for e in entries[:cap])
+    more = len(entries) - cap
     extra = f'<p class="muted">... and {more} more</p>' if more > 0 else ""
     return f'<div class="grid">{shown}</div>{extra}'
 
@@ -108,6 +115,8 @@ def render_report(
     clusters: Sequence[Mapping[str, Any]],
     params: Mapping[str, Any],
     note: str = "",
+    warnings: Sequence[Mapping[str, Any]] = (),
+    decided_by: str = "",
 ) -> str:
     cache: dict[int, str | None] = {}
     by_pos = {e.position: e for e in entries}
@@ -120,6 +129,12 @@ def render_report(
     ]
     if note:
         parts.append(f'<p class="muted">{_e(note)}</p>')
+    for w in warnings:
+        parts.append(
+            f'<p class="warn"><b>warning {_e(w.get("code"))}</b>: {_e(w.get("message"))}</p>'
+        )
+    if decided_by:
+        parts.append(f'<p class="muted">cluster chosen by: {_e(decided_by)}</p>')
     parts.append(
         "<h2>Dropped, by stage and reason</h2><table><tr><th>stage</th>"
         "<th>reason</th><th>candidates</th></tr>"
@@ -132,7 +147,8 @@ def render_report(
             shown = json.dumps(value, ensure_ascii=False)
             parts.append(f"<tr><td>{_e(section)}.{_e(key)}</td><td>{_e(shown)}</td></tr>")
     parts.append(f"</table><h2>Kept ({len(kept)})</h2>")
-    parts.append(_grid(kept, lambda e: f"{e.file} {e.scores.get('query_similarity', '')}", cache))
+    caption = lambda e: f"{e.file} {e.scores.get('query_similarity', '')}"  # noqa: E731
+    parts.append(_grid(kept, caption, cache, cap=None))  # the whole kept set
     parts.append("<h2>Clusters</h2>")
     for cl in clusters:
         chosen = " chosen" if cl.get("chosen") else ""
@@ -140,9 +156,9 @@ def render_report(
         members = [by_pos[p] for p in cl.get("positions", []) if p in by_pos]
         parts.append(
             f'<div class="cluster{chosen}"><b>{label}cluster {_e(cl.get("label"))}</b> '
-            f"size {_e(cl.get('size'))}, score {_e(cl.get('score'))} (size share "
-            f"{_e(cl.get('size_share'))}, relevance {_e(cl.get('relevance'))}, relevance share "
-            f"{_e(cl.get('relevance_share'))})"
+            f"size {_e(cl.get('size'))} (share {_e(cl.get('size_share'))}), relevance "
+            f"{_e(cl.get('relevance'))}, text evidence z {_e(cl.get('text_z'))}"
+            + (" (vetoed by the query text)" if cl.get("vetoed") else "")
             + _grid(members, lambda e: e.reason or "kept", cache)
             + "</div>"
         )

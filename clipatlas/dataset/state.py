@@ -153,6 +153,18 @@ class BuildState:
             for r in rows
         ]
 
+    def set_path(self, position: int, path: Path) -> None:
+        """Commit the local file holding a candidate's downloaded bytes (see ``download``)."""
+        with transaction(self.store.engine) as conn:
+            conn.execute(
+                update(dataset_candidates)
+                .where(
+                    dataset_candidates.c.build_id == self.id,
+                    dataset_candidates.c.position == position,
+                )
+                .values(path=str(path))
+            )
+
     def save_outcomes(self, outcomes: Sequence[Outcome]) -> None:
         if not outcomes:
             return

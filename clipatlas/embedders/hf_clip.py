@@ -156,20 +156,21 @@ def _load_parts(spec: str, source: str, local_files_only: bool) -> _LoadedParts:
     """Config, model, tokenizer and image processor; ModelLoadError for non-CLIP models."""
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
-    offline = {"local_files_only": local_files_only}
-    config = AutoConfig.from_pretrained(source, **offline)
+    config = AutoConfig.from_pretrained(source, local_files_only=local_files_only)
     family = str(getattr(config, "model_type", ""))
     if family in UNSUPPORTED_FAMILIES:
         raise ModelLoadError(spec, UNSUPPORTED_FAMILIES[family])
-    model = AutoModel.from_pretrained(source, **_dtype_kwargs(), **offline)
+    model = AutoModel.from_pretrained(source, local_files_only=local_files_only, **_dtype_kwargs())
     missing = [m for m in ("get_image_features", "get_text_features") if not hasattr(model, m)]
     if missing:
         raise ModelLoadError(
             spec, f"{type(model).__name__} is not a CLIP-family model (no {', '.join(missing)})"
         )
-    tokenizer = AutoTokenizer.from_pretrained(source, **offline)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
     auto_image_processor: Any = AutoImageProcessor  # untyped in transformers
-    image_processor = auto_image_processor.from_pretrained(source, **offline)
+    image_processor = auto_image_processor.from_pretrained(
+        source, local_files_only=local_files_only
+    )
     return _LoadedParts(config, model, tokenizer, image_processor)
 
 

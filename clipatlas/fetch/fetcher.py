@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +47,9 @@ Expect = Literal["image", "json", "any"]
 _ACCEPT = {"image": "image/*", "json": "application/json", "any": "*/*"}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CROSS_ORIGIN_DROP = frozenset({"authorization", "proxy-authorization", "cookie"})
+# (status, first bytes of the error body) -> True when retrying cannot help (e.g. an API's
+# daily quota, Naver errorCode 010): the error is raised after this one attempt
+FinalAnswer = Callable[[int, str | None], bool]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class _Call:
     headers: dict[str, str]
     expect: Expect
     secrets: set[str]
+    final: FinalAnswer | None = None
 
     def show(self, url: httpx.URL | str) -> str:
         return redact(str(url), self.secrets)
@@ -145,14 +149,17 @@ class Fetcher:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
         expect: Expect = "any",
+        final: FinalAnswer | None = None,
     ) -> FetchResult:
         """GET ``url``; raise :class:`~clipatlas.errors.FetchError` with a typed reason.
 
         ``expect="image"`` refuses bodies whose magic bytes are not an allowed picture
         (``not_an_image``/``unsupported_format``, whatever the Content-Type says);
         ``expect="json"`` refuses bodies that do not parse as JSON (``http_error``).
+        ``final(status, body)`` marks a retryable status as final (no retry), e.g. a quota
+        that resets tomorrow.
         """
-        return self._get(url, headers, params, expect)[0]
+        return self._get(url, headers, params, expect, final)[0]
 
     def get_json(
         self,
@@ -160,9 +167,10 @@ class Fetcher:
         *,
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, Any] | None = None,
+        final: FinalAnswer | None = None,
     ) -> Any:
-        """GET ``url`` and return the parsed JSON body."""
-        return self._get(url, headers, params, "json")[1]
+        """GET ``url`` and return the parsed JSON body (``final``: as for :meth:`get`)."""
+        return self._get(url, headers, params, "json", final)[1]
 
     def fetch_many(
         self,
@@ -207,6 +215,7 @@ class Fetcher:
         headers: Mapping[str, str] | None,
         params: Mapping[str, Any] | None,
         expect: Expect,
+        final: FinalAnswer | None = None,
     ) -> tuple[FetchResult, Any]:
         secrets = set(self._secrets) | secrets_in(url, params, headers)
         shown = redact(url, secrets)
@@ -222,7 +231,7 @@ class Fetcher:
                 shown, Reason.NETWORK_ERROR, f"invalid URL ({scrub(str(exc), secrets)})"
             ) from None
         base = {"User-Agent": self.policy.user_agent, "Accept": _ACCEPT[expect]}
-        call = _Call(target, {**base, **(headers or {})}, expect, secrets)
+        call = _Call(target, {**base, **(headers or {})}, expect, secrets, final)
         call.headers["Accept-Encoding"] = ACCEPT_ENCODING
         start = time.monotonic()
         for attempt in range(self.policy.retries + 1):
@@ -240,7 +249,7 @@ class Fetcher:
                 time.sleep(delay)
                 continue
             elapsed = time.monotonic() - start
-            final = FetchResult(
+            done = FetchResult(
                 shown if not params else call.show(target),
                 result.final_url,
                 result.status,
@@ -248,8 +257,8 @@ class Fetcher:
                 result.data,
                 elapsed,
             )
-            logger.debug("fetched %s (%d bytes, %.2fs)", final.final_url, len(final.data), elapsed)
-            return final, parsed
+            logger.debug("fetched %s (%d bytes, %.2fs)", done.final_url, len(done.data), elapsed)
+            return done, parsed
         raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
@@ -342,7 +351,7 @@ class Fetcher:
         status = response.status_code
         error = call.fail(url, Reason.HTTP_ERROR, response.reason_phrase, status)
         error.body = self._error_body(call, response)
-        if not is_retryable_status(status):
+        if not is_retryable_status(status) or (call.final and call.final(status, error.body)):
             return error
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if retry_after is not None and retry_after > self.policy.max_retry_after:

@@ -15,6 +15,7 @@ from typing import Any
 from clipatlas.errors import ConfigError
 from clipatlas.jobs.kinds import JobContext, JobKind, JobKinds
 from clipatlas.settings import Settings
+from clipatlas.wording import counted
 
 __all__ = ["INGEST_SOURCES", "register"]
 
@@ -131,8 +132,8 @@ def run_ingest(ctx: JobContext) -> dict[str, Any]:
 
 def check_cluster(params: Mapping[str, Any], settings: Settings, collection: str) -> dict[str, Any]:
     out = _typed(params, _CLUSTER_KEYS, "cluster")
-    if out.get("method", "kmeans") not in ("kmeans", "dbscan", "hdbscan"):
-        raise ConfigError("cluster: method must be kmeans, dbscan or hdbscan")
+    if out.get("method", "auto") not in ("auto", "kmeans", "dbscan", "hdbscan"):
+        raise ConfigError("cluster: method must be auto, kmeans, dbscan or hdbscan")
     if "k_range" in out:
         kr = out["k_range"]
         if len(kr) != 2 or not all(isinstance(v, int) for v in kr):
@@ -146,7 +147,7 @@ def run_cluster(ctx: JobContext) -> dict[str, Any]:
         params["k_range"] = tuple(params["k_range"])
     with ctx.atlas(create=False) as atlas:
         run = atlas.cluster(**params, progress=ctx.progress)
-        ctx.log(f"run {run.id}: {run.n_clusters} clusters, {run.n_noise} noise")
+        ctx.log(f"run {run.id}: {counted(run.n_clusters, 'cluster')}, {run.n_noise} noise")
         return run.summary()
 
 

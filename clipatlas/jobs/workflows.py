@@ -155,6 +155,7 @@ def run_build(ctx: JobContext) -> dict[str, Any]:
 _CAPTION_KEYS: dict[str, type] = {
     "model": str,
     "k": int,
+    "prompt_chars": int,
     "language": str,
     "retrieval": bool,
     "redo": bool,
@@ -166,6 +167,8 @@ def check_caption(params: Mapping[str, Any], settings: Settings, collection: str
     out = _typed(params, _CAPTION_KEYS, "caption")
     if "k" in out and not 0 <= out["k"] <= 50:
         raise ConfigError(f"caption: k (neighbours) must be 0..50, got {out['k']}")
+    if "prompt_chars" in out and not 40 <= out["prompt_chars"] <= 100_000:
+        raise ConfigError(f"caption: prompt_chars must be 40..100000, got {out['prompt_chars']}")
     if out.get("language", "en") not in ("en", "ko"):
         raise ConfigError("caption: language must be en or ko")
     model = out.get("model")

@@ -20,15 +20,24 @@ import numpy as np
 from clipatlas.embedders.base import l2_normalize
 from clipatlas.matching.calibration import best_threshold
 from clipatlas.matching.recordset import RecordSet
-from clipatlas.matching.scoring import Calibration, PairScores, fuse
+from clipatlas.matching.scoring import (
+    FIXED_IMAGE,
+    FIXED_TEXT,
+    PATTERNS,
+    Calibration,
+    PairScores,
+    fixed_vectors,
+    fuse,
+)
 
 __all__ = ["GROUPS", "metrics_at", "naive_scores", "naive_vectors", "scores_report"]
 
-GROUPS = {0: "no_photo", 1: "one_photo", 2: "both_photos"}
-TEXT_WEIGHT, IMAGE_WEIGHT = 0.3, 0.7
+GROUPS = PATTERNS
 
 
-def metrics_at(prob: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
+def metrics_at(
+    prob: np.ndarray, labels: np.ndarray, threshold: float | np.ndarray
+) -> dict[str, Any]:
     predicted = prob >= threshold
     y = labels.astype(bool)
     tp = int((predicted & y).sum())
@@ -46,28 +55,36 @@ def metrics_at(prob: np.ndarray, labels: np.ndarray, threshold: float) -> dict[s
 
 
 def scores_report(
-    prob: np.ndarray, labels: np.ndarray, photos: np.ndarray, threshold: float
+    prob: np.ndarray, labels: np.ndarray, photos: np.ndarray, threshold: float | np.ndarray
 ) -> dict[str, Any]:
-    """Overall metrics at ``threshold`` and the same per photo group (0, 1 or 2 photos)."""
-    out = {"overall": metrics_at(prob, labels, threshold), "threshold": round(threshold, 6)}
+    """Overall metrics at ``threshold`` (one, or one per pair) and the same per photo group
+    (0, 1 or 2 photos)."""
+    cut = np.broadcast_to(np.asarray(threshold, np.float64), prob.shape)
+    out: dict[str, Any] = {"overall": metrics_at(prob, labels, cut)}
+    out["threshold"] = round(float(cut[0]), 6) if np.ndim(threshold) == 0 and len(cut) else None
     for count, name in GROUPS.items():
         mask = photos == count
         if mask.any():
-            out[name] = metrics_at(prob[mask], labels[mask], threshold)
+            out[name] = metrics_at(prob[mask], labels[mask], cut[mask])
     return out
 
 
 def matcher_report(scores: PairScores, labels: np.ndarray, cal: Calibration) -> dict[str, Any]:
-    return scores_report(fuse(scores, cal), labels, scores.photos, cal.threshold)
+    """Metrics of the matcher, each pair decided at the threshold of its pattern."""
+    out = scores_report(fuse(scores, cal), labels, scores.photos, cal.cuts(scores.photos))
+    out["threshold"] = round(cal.threshold, 6)
+    out["thresholds"] = {k: round(v, 6) for k, v in cal.thresholds.items()}
+    out["method"] = cal.method
+    return out
 
 
 def naive_vectors(rs: RecordSet, mode: str = "clip") -> np.ndarray:
     """One vector per record: 0.3 x text + 0.7 x image (see the module docstring)."""
-    image = rs.photo * rs.has_photo[:, None]
     if mode == "clip":
-        return l2_normalize(TEXT_WEIGHT * rs.clip_text + IMAGE_WEIGHT * image)
+        return fixed_vectors(rs)  # what the matcher's fixed fusion compares
     if mode == "concat":
-        return l2_normalize(np.hstack([TEXT_WEIGHT * rs.text, IMAGE_WEIGHT * image]))
+        image = rs.photo * rs.has_photo[:, None]
+        return l2_normalize(np.hstack([FIXED_TEXT * rs.text, FIXED_IMAGE * image]))
     raise ValueError(f"naive mode {mode!r}: use clip or concat")
 
 

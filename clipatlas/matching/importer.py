@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from clipatlas.errors import DuplicateRecordError, MatchConfigError, RecordError, RecordPhotoError
 from clipatlas.matching.records import Record
-from clipatlas.matching.repository import FieldVectors, PhotoLink, RecordRepository
+from clipatlas.matching.repository import FieldVectors, PhotoLink, RecordRepository, signature
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.sources.base import Candidate
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
     from clipatlas.embedders.base import Embedder
+    from clipatlas.engine import Engine
 
 __all__ = ["PHOTO_SOURCE", "RecordImportReport", "import_records"]
 
@@ -36,6 +36,7 @@ _CHUNK = 256
 class RecordImportReport:
     import_id: int
     imported: int = 0
+    already_present: int = 0  # the same records, stored by an earlier import: left as they are
     with_photo: int = 0
     errors: list[RecordError] = field(default_factory=list)
     seconds: float = 0.0
@@ -52,6 +53,7 @@ class RecordImportReport:
         return {
             "import_id": self.import_id,
             "imported": self.imported,
+            "already_present": self.already_present,
             "with_photo": self.with_photo,
             "failed": self.failed,
             "reasons": dict(sorted(reasons.items())),
@@ -98,7 +100,7 @@ def _candidate(record: Record) -> Candidate:
 
 
 def _ingest_photos(
-    atlas: Atlas,
+    engine: Engine,
     repo: RecordRepository,
     batch: Sequence[Record],
     progress: ProgressCallback | None,
@@ -108,7 +110,7 @@ def _ingest_photos(
     remote = [_candidate(r) for r in with_photo if r.photo_is_url]
     for group in (local, remote):
         if group:
-            atlas.ingest(_PhotoSource(group), progress=progress)
+            engine.ingest(_PhotoSource(group), progress=progress)
     found = repo.photo_items(PHOTO_SOURCE, [photo_key(r) for r in with_photo])
     links: dict[str, PhotoLink] = {}
     errors: list[RecordError] = []
@@ -156,7 +158,7 @@ def _embed(model: Embedder, texts: list[tuple[int, str]]) -> FieldVectors | None
 
 
 def import_records(
-    atlas: Atlas,
+    engine: Engine,
     records: Sequence[Record],
     errors: Sequence[RecordError],
     text_model: Embedder,
@@ -164,23 +166,28 @@ def import_records(
     replace: bool = False,
     progress: ProgressCallback | None = None,
 ) -> RecordImportReport:
-    """Store validated records (and the errors found reading them) into ``atlas``."""
+    """Store validated records (and the errors found reading them) in the engine's collection."""
     start = time.perf_counter()
-    clip = atlas.embedder()
-    atlas._bind(clip.id, clip.dim)
-    repo = RecordRepository(atlas.store.engine, atlas.collection, atlas.settings.vector_dtype)
+    clip = engine.embedder()
+    engine.bind(clip.id, clip.dim)
+    repo = RecordRepository(engine.store.engine, engine.collection, engine.settings.vector_dtype)
     _check_models(repo, text_model, clip)
     report = RecordImportReport(repo.next_import_id(), errors=list(errors))
-    stored = repo.stored_keys([r.key for r in records])
+    stored = repo.stored_signatures([r.key for r in records])
     todo: list[Record] = []
     for r in records:
         if r.key in stored and not replace:
-            report.errors.append(
-                DuplicateRecordError(r.key, "already stored (use replace)", r.line)
-            )
+            if stored[r.key] == signature(r):  # a rerun: the same record is there already
+                report.already_present += 1
+            else:
+                report.errors.append(
+                    DuplicateRecordError(
+                        r.key, "stored already with other content (use replace)", r.line
+                    )
+                )
         else:
             todo.append(r)
-    links, photo_errors = _ingest_photos(atlas, repo, todo, progress)
+    links, photo_errors = _ingest_photos(engine, repo, todo, progress)
     report.errors.extend(photo_errors)
     for begin in range(0, len(todo), _CHUNK):
         chunk = todo[begin : begin + _CHUNK]

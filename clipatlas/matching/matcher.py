@@ -8,6 +8,7 @@ with Atlas.open("lost-and-found") as atlas:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from clipatlas.matching.scoring import (
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 
 if TYPE_CHECKING:
-    from clipatlas.atlas import Atlas
+    from clipatlas.engine import Engine
 
 __all__ = ["RecordMatch", "RecordMatcher"]
 
@@ -61,21 +62,25 @@ class RecordMatch:
 class RecordMatcher:
     """Import, calibrate and match the records of one collection."""
 
-    def __init__(self, atlas: Atlas) -> None:
-        self.atlas = atlas
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._text_model: Embedder | None = None
 
     @property
     def repo(self) -> RecordRepository:
         return RecordRepository(
-            self.atlas.store.engine, self.atlas.collection, self.atlas.settings.vector_dtype
+            self.engine.store.engine, self.engine.collection, self.engine.settings.vector_dtype
         )
 
     def text_model(self) -> Embedder:
-        """The text-text model (``Settings.match_text_model``), loaded on first use."""
+        """The text-text model, loaded on first use: ``Settings.match_text_model`` when set
+        explicitly (argument, environment), else the model of the stored record vectors,
+        else the default."""
         if self._text_model is None:
-            spec = self.atlas.settings.match_text_model
-            model = self.atlas.registry.create_embedder(spec, self.atlas.settings)
+            spec = self.engine.settings.match_text_model
+            if "match_text_model" not in self.engine.settings.model_fields_set:
+                spec = self.repo.field_models().get("text", spec)
+            model = self.engine.registry.create_embedder(spec, self.engine.settings)
             if "text" not in model.modalities:
                 raise MatchConfigError("match_text_model", f"{spec!r} does not embed text")
             self._text_model = model
@@ -94,7 +99,7 @@ class RecordMatcher:
         """Import a ``.jsonl``/``.csv`` file; one typed error per bad record, the rest stored."""
         good, errors = read_records(Path(path), spec)
         return import_records(
-            self.atlas, good, errors, self.text_model(), replace=replace, progress=progress
+            self.engine, good, errors, self.text_model(), replace=replace, progress=progress
         )
 
     # -- calibration -------------------------------------------------------------------------
@@ -105,7 +110,7 @@ class RecordMatcher:
         if saved is not None:
             cal_id, params, report, _ = saved
             return Calibration.from_params(params, report, id=cal_id)
-        s = self.atlas.settings
+        s = self.engine.settings
         return default_calibration(
             category_rule=s.match_category_rule,
             category_penalty=s.match_category_penalty,
@@ -114,7 +119,7 @@ class RecordMatcher:
         )
 
     def load(self) -> RecordSet:
-        clip = self.atlas.embedder()
+        clip = self.engine.embedder()
         return self.repo.load(self.text_model().dim, clip.dim)
 
     def score_pairs(
@@ -155,9 +160,13 @@ class RecordMatcher:
         if self.repo.count() == 0:
             raise CalibrationError(source, "the collection has no records (import them first)")
         scores, labels, unknown = self.score_pairs(labelled, base)
+        skipped = set(unknown)
+        # pairs of one query record (its left side) stay in one cross-validation fold
+        groups = np.asarray([p.left for p in labelled if p not in skipped])
         cal = fit_calibration(
-            scores, labels, base, target_precision=target_precision, source=source
-        )
+            scores, labels, base, target_precision=target_precision, source=source,
+            groups=groups,
+        )  # fmt: skip
         cal.report["unknown_pairs"] = len(unknown)
         cal.report["unknown_examples"] = [[p.left, p.right] for p in unknown[:5]]
         if save:
@@ -175,13 +184,15 @@ class RecordMatcher:
         if unknown:
             raise MatchConfigError("options", f"unknown {unknown}; use {sorted(allowed)}")
         cal = self.calibration().with_options(**options)
+        if "threshold" in options:  # one threshold for every modality pattern
+            cal = dataclasses.replace(cal, thresholds={})
         return cal.with_options(id=self.repo.save_calibration(cal.params(), cal.report))
 
     # -- query -------------------------------------------------------------------------------
 
     def _query_set(self, record: Record, photo: PhotoInput | None) -> RecordSet:
         """A one-record set for a query that is not stored (vectors computed here)."""
-        clip, text = self.atlas.embedder(), self.text_model()
+        clip, text = self.engine.embedder(), self.text_model()
         picture = self._picture(photo if photo is not None else record.photo, record.key)
 
         def embed(model: Embedder, value: str | None) -> np.ndarray:
@@ -216,12 +227,12 @@ class RecordMatcher:
             return None
         if isinstance(photo, Image.Image):
             return photo.convert("RGB")
-        s = self.atlas.settings
+        s = self.engine.settings
         limits = ImageLimits(max_pixels=s.max_pixels, min_side=1, max_bytes=s.max_file_bytes)
         if isinstance(photo, bytes):
             data, name = photo, f"<photo of {key}>"
         elif str(photo).lower().startswith(("http://", "https://")):
-            data, name = self.atlas.fetcher().get(str(photo), expect="image").data, str(photo)
+            data, name = self.engine.fetcher().get(str(photo), expect="image").data, str(photo)
         else:
             data, name = Path(photo).expanduser().read_bytes(), str(photo)
         return decode_image(data, name, limits).image
@@ -245,7 +256,7 @@ class RecordMatcher:
         if isinstance(record, str):
             where = rs.index()
             if record not in where:
-                raise RecordNotFoundError(self.atlas.name, record)
+                raise RecordNotFoundError(self.engine.name, record)
             query, qi = rs, where[record]
         else:
             spec = spec or RecordSpec()
@@ -276,14 +287,15 @@ class RecordMatcher:
         threshold: float | None,
     ) -> list[RecordMatch]:
         cal = self.calibration()
-        cut = cal.threshold if threshold is None else threshold
         if not len(cands):
             return []
         scores = pair_scores(query, np.full(len(cands), qi), rs, cands, cal)
         prob = fuse(scores, cal)
+        # each pair against the threshold of its modality pattern, unless one is given
+        cut = cal.cuts(scores.photos) if threshold is None else np.full(len(prob), threshold)
         # a zero score is a closed gate or nothing comparable: never a match, whatever the cut
         ranked = [int(i) for i in np.argsort(-prob, kind="stable") if prob[i] > 0]
-        order = [i for i in ranked[:k] if prob[i] >= cut]
+        order = [i for i in ranked[:k] if prob[i] >= cut[i]]
         return [
             RecordMatch(
                 key=rs.keys[c],
@@ -318,7 +330,7 @@ class RecordMatcher:
             where = rs.index()
             missing = [key for key in keys if key not in where]
             if missing:
-                raise RecordNotFoundError(self.atlas.name, missing[0])
+                raise RecordNotFoundError(self.engine.name, missing[0])
             new = [where[key] for key in keys]
         elif kind is not None and import_id is None:
             new = [i for i, record_kind in enumerate(rs.kinds) if record_kind == kind]

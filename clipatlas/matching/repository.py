@@ -6,6 +6,7 @@ ordinary item (written by the ingest pipeline) that the record links by id.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +22,20 @@ from clipatlas.store.record_tables import match_calibrations, record_vectors, re
 from clipatlas.store.schema import embeddings, items
 from clipatlas.store.sql import transaction
 
-__all__ = ["FieldVectors", "PhotoLink", "RecordRepository"]
+__all__ = ["FieldVectors", "PhotoLink", "RecordRepository", "signature"]
 
 _STEP = 500
+_SIGNED = ("kind", "text", "fields", "category", "place", "lat", "lon", "time", "photo_uri", "meta")
+
+
+def _signed(*values: Any) -> str:
+    return json.dumps(values, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def signature(r: Record) -> str:
+    """What a record says (every stored field): equal signatures are the same record."""
+    return _signed(r.kind, r.text, r.fields, r.category, r.place, r.lat, r.lon, r.time,
+                   r.photo, r.meta)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,15 +60,19 @@ class RecordRepository:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def stored_keys(self, keys: Sequence[str]) -> set[str]:
-        out: set[str] = set()
+    def stored_signatures(self, keys: Sequence[str]) -> dict[str, str]:
+        """Key -> :func:`signature` of the stored records among ``keys``."""
+        out: dict[str, str] = {}
+        cols = [records.c[name] for name in ("key", *_SIGNED)]
         with transaction(self.engine) as conn:
             for start in range(0, len(keys), _STEP):
-                q = select(records.c.key).where(
+                q = select(*cols).where(
                     records.c.collection_id == self.collection.id,
                     records.c.key.in_(list(keys[start : start + _STEP])),
                 )
-                out.update(r.key for r in conn.execute(q))
+                out.update(
+                    (r.key, _signed(*(getattr(r, n) for n in _SIGNED))) for r in conn.execute(q)
+                )
         return out
 
     def next_import_id(self) -> int:

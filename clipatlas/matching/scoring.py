@@ -19,6 +19,16 @@ near 0.25), so each is first mapped to log-odds, ``l = slope * raw + intercept``
 weighted mean of the components present, weights renormalised over them; the category rule
 then applies (``gate``: different categories never match; ``penalty``: subtract
 ``category_penalty``; ``off``). The score is ``sigmoid(log-odds)`` in [0, 1].
+
+The *fixed* fusion (``method="fixed"``) is the naive one the seed started from: one vector per
+record, ``0.3 x CLIP text + 0.7 x CLIP image`` (a photo-less record is its text part alone),
+compared by cosine; the category rule applies to its log-odds the same way. Calibration falls
+back to it when the fitted components do not beat it on held-out pairs.
+
+A pair is decided against the threshold of its *modality pattern*: ``both_photos``,
+``one_photo`` or ``no_photo`` (:data:`PATTERNS`). Scores of a photo-less record against a
+photo-bearing one rest on other components than two photos do, so each pattern gets its own
+threshold when calibration had enough pairs of it (``thresholds``), else the overall one.
 """
 
 from __future__ import annotations
@@ -29,23 +39,29 @@ from typing import Any
 
 import numpy as np
 
+from clipatlas.embedders.base import l2_normalize
 from clipatlas.errors import MatchConfigError
 from clipatlas.matching.recordset import RecordSet
 
 __all__ = [
     "COMPONENTS",
+    "PATTERNS",
     "Calibration",
     "ComponentParams",
     "PairScores",
     "canonical_category",
     "default_calibration",
     "explain",
+    "fixed_vectors",
     "fuse",
     "pair_scores",
 ]
 
 COMPONENTS: tuple[str, ...] = ("image", "text", "cross", "place", "distance", "time")
 CATEGORY_RULES = ("gate", "penalty", "off")
+METHODS = ("components", "fixed")
+PATTERNS: dict[int, str] = {0: "no_photo", 1: "one_photo", 2: "both_photos"}  # photos in a pair
+FIXED_TEXT, FIXED_IMAGE = 0.3, 0.7
 
 # Defaults when no labelled pairs exist: (centre, spread) of each raw score, i.e. the raw value
 # at even odds and how much it must move for the odds to change e-fold, plus a weight. They are
@@ -78,6 +94,8 @@ class Calibration:
 
     components: dict[str, ComponentParams]
     threshold: float = 0.5
+    thresholds: dict[str, float] = field(default_factory=dict)  # per pattern, else threshold
+    method: str = "components"  # "components" | "fixed" (see the module docstring)
     category_rule: str = "penalty"
     category_penalty: float = 3.0
     category_synonyms: dict[str, str] = field(default_factory=dict)
@@ -95,6 +113,11 @@ class Calibration:
             )
         if not 0.0 < self.threshold < 1.0:
             raise MatchConfigError("threshold", f"{self.threshold!r} must be in (0, 1)")
+        if self.method not in METHODS:
+            raise MatchConfigError("method", f"{self.method!r}: use components or fixed")
+        for pattern, value in self.thresholds.items():
+            if pattern not in PATTERNS.values() or not 0.0 < value < 1.0:
+                raise MatchConfigError("thresholds", f"{pattern}={value!r}")
         unknown = set(self.components) - set(COMPONENTS)
         if unknown:
             raise MatchConfigError("components", f"unknown {sorted(unknown)}")
@@ -104,6 +127,8 @@ class Calibration:
         return {
             "components": {k: v.as_dict() for k, v in self.components.items()},
             "threshold": self.threshold,
+            "thresholds": dict(self.thresholds),
+            "method": self.method,
             "category_rule": self.category_rule,
             "category_penalty": self.category_penalty,
             "category_synonyms": dict(self.category_synonyms),
@@ -126,6 +151,16 @@ class Calibration:
 
     def with_options(self, **changes: Any) -> Calibration:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def threshold_of(self, photos: int) -> float:
+        """The decision threshold of a pair with ``photos`` photos (0, 1 or 2)."""
+        return self.thresholds.get(PATTERNS[int(photos)], self.threshold)
+
+    def cuts(self, photos: np.ndarray) -> np.ndarray:
+        """The decision threshold of each pair, by its modality pattern."""
+        table = np.asarray([self.threshold_of(n) for n in sorted(PATTERNS)], np.float64)
+        out: np.ndarray = table[np.asarray(photos, np.int64)]
+        return out
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         slope = np.asarray([self.components[c].slope for c in COMPONENTS], np.float64)
@@ -152,17 +187,20 @@ def canonical_category(value: str | None, synonyms: Mapping[str, str]) -> str | 
 @dataclass
 class PairScores:
     """Raw component scores of pairs: ``raw`` (n, 6) with NaN where a component is absent,
-    ``category_same`` (1 same, 0 different, NaN unknown), ``photos`` (0, 1 or 2 photos)."""
+    ``category_same`` (1 same, 0 different, NaN unknown), ``photos`` (0, 1 or 2 photos),
+    ``fixed`` the cosine of the fixed 0.3/0.7 fusion vectors (NaN when unknown)."""
 
     raw: np.ndarray
     category_same: np.ndarray
     photos: np.ndarray
+    fixed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.raw)
 
     def subset(self, mask: np.ndarray) -> PairScores:
-        return PairScores(self.raw[mask], self.category_same[mask], self.photos[mask])
+        fixed = None if self.fixed is None else self.fixed[mask]
+        return PairScores(self.raw[mask], self.category_same[mask], self.photos[mask], fixed)
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -174,6 +212,14 @@ def _haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np
     dp, dl = p2 - p1, np.radians(lon2 - lon1)
     h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return 2 * 6371.0088 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def fixed_vectors(rs: RecordSet, rows: np.ndarray | None = None) -> np.ndarray:
+    """The fixed fusion's vector of each record (of ``rows``): 0.3 x CLIP text + 0.7 x CLIP
+    image, L2-normalised; a record without a photo is its text part alone."""
+    rows = np.arange(len(rs)) if rows is None else np.asarray(rows, np.int64)
+    image = rs.photo[rows] * rs.has_photo[rows][:, None]
+    return l2_normalize(FIXED_TEXT * rs.clip_text[rows] + FIXED_IMAGE * image)
 
 
 def pair_scores(
@@ -206,7 +252,8 @@ def pair_scores(
         [np.nan if x is None or y is None else float(x == y) for x, y in zip(lc, rc, strict=True)],
         dtype=np.float64,
     )
-    return PairScores(raw, same, lp.astype(np.int8) + rp.astype(np.int8))
+    fixed = _rowdot(fixed_vectors(left, li), fixed_vectors(right, ri))
+    return PairScores(raw, same, lp.astype(np.int8) + rp.astype(np.int8), fixed)
 
 
 def component_log_odds(scores: PairScores, cal: Calibration) -> np.ndarray:
@@ -223,13 +270,16 @@ def fuse(
     log_odds: np.ndarray | None = None,
 ) -> np.ndarray:
     """Match probability of each pair (0 where the gate closes or nothing is comparable)."""
-    comp = component_log_odds(scores, cal) if log_odds is None else log_odds
-    w = cal.arrays()[2] if weights is None else weights
-    present = ~np.isnan(comp)
-    total = present @ w
-    fused = np.where(present, comp, 0.0) @ w
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logit = np.where(total > 0, fused / np.where(total > 0, total, 1.0), -np.inf)
+    if cal.method == "fixed":
+        logit = _fixed_logit(scores)
+    else:
+        comp = component_log_odds(scores, cal) if log_odds is None else log_odds
+        w = cal.arrays()[2] if weights is None else weights
+        present = ~np.isnan(comp)
+        total = present @ w
+        fused = np.where(present, comp, 0.0) @ w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logit = np.where(total > 0, fused / np.where(total > 0, total, 1.0), -np.inf)
     different = scores.category_same == 0.0
     if cal.category_rule == "penalty":
         logit = logit - np.where(
@@ -242,8 +292,18 @@ def fuse(
     return prob
 
 
+def _fixed_logit(scores: PairScores) -> np.ndarray:
+    """Log-odds of the fixed fusion's cosine taken as a probability (clipped into (0, 1))."""
+    if scores.fixed is None:
+        raise MatchConfigError("method", "the fixed fusion needs the pairs' fixed scores")
+    p = np.clip(np.nan_to_num(scores.fixed, nan=0.0), 1e-9, 1 - 1e-9)
+    out: np.ndarray = np.log(p) - np.log1p(-p)
+    return out
+
+
 def explain(scores: PairScores, row: int, cal: Calibration) -> dict[str, Any]:
-    """Each component's raw score, log-odds and renormalised weight, and the category effect."""
+    """Each component's raw score, log-odds and renormalised weight, and the category effect
+    (for the fixed fusion: its one score), with the threshold of the pair's pattern."""
     comp = component_log_odds(scores, cal)[row]
     _, _, weight = cal.arrays()
     present = ~np.isnan(comp)
@@ -258,6 +318,16 @@ def explain(scores: PairScores, row: int, cal: Calibration) -> dict[str, Any]:
         for i, name in enumerate(COMPONENTS)
         if present[i]
     ]
+    if cal.method == "fixed":
+        assert scores.fixed is not None
+        parts = [
+            {
+                "component": "fixed",
+                "raw": round(float(scores.fixed[row]), 4),
+                "log_odds": round(float(_fixed_logit(scores.subset(np.asarray([row])))[0]), 3),
+                "weight": 1.0,
+            }
+        ]
     same = scores.category_same[row]
     effect = "none"
     if same == 0.0 and cal.category_rule == "penalty":
@@ -273,5 +343,7 @@ def explain(scores: PairScores, row: int, cal: Calibration) -> dict[str, Any]:
             "effect": effect,
         },
         "score": round(float(fuse(scores.subset(np.asarray([row])), cal)[0]), 4),
-        "threshold": cal.threshold,
+        "method": cal.method,
+        "pattern": PATTERNS[int(scores.photos[row])],
+        "threshold": round(cal.threshold_of(int(scores.photos[row])), 6),
     }

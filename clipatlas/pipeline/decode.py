@@ -16,7 +16,7 @@ import numpy as np
 
 from clipatlas.atomic import TEMP_PREFIX, write_atomic
 from clipatlas.embedders.base import ImagePreprocessor
-from clipatlas.errors import ImageError, MediaWriteError, Reason
+from clipatlas.errors import FetchError, ImageError, MediaWriteError, Reason
 from clipatlas.images import ImageLimits, analyse_bytes, write_thumbnail
 from clipatlas.sources.base import Candidate
 from clipatlas.store.base import NewItem
@@ -25,6 +25,7 @@ __all__ = [
     "DecodeConfig",
     "Decoded",
     "decode_candidate",
+    "fetch_rejected",
     "media_relpath",
     "rejected",
     "remove_stale_temp_files",
@@ -45,6 +46,7 @@ class DecodeConfig:
     media_root: Path
     thumbnail_size: int = 256
     copy_media: bool = False
+    semaphores: Path | None = None  # where decode pools record their semaphores (semaphores.py)
 
     @property
     def draft(self) -> tuple[int, int]:
@@ -99,6 +101,12 @@ def rejected(candidate: Candidate, reason: Reason, detail: str | None = None) ->
     item = _base_item(candidate)
     item.status, item.reason, item.detail = "rejected", reason.value, detail or None
     return Decoded(item, None)
+
+
+def fetch_rejected(candidate: Candidate, error: FetchError) -> Decoded:
+    """A candidate whose download failed, as the rejected item the ingest stores."""
+    detail = f"HTTP {error.status}: {error.detail}" if error.status else error.detail
+    return rejected(candidate, error.reason, detail)
 
 
 def decode_candidate(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,10 +25,12 @@ import numpy as np
 from clipatlas.embedders.base import Embedder
 from clipatlas.embedders.batching import embedder_batch_size
 from clipatlas.errors import ClipatlasError, FetchError, OperationCancelled, Reason
-from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate, rejected
+from clipatlas.pipeline.decode import DecodeConfig, Decoded, decode_candidate, fetch_rejected
+from clipatlas.pipeline.semaphores import TrackedSpawnContext, remove_stale_semaphores
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.sources.base import Candidate, Source
 from clipatlas.store.base import CollectionInfo, NewItem
+from clipatlas.store.model_links import add_links, links_of, merge_links
 from clipatlas.store.sql import SqlStore
 
 if TYPE_CHECKING:  # httpx is imported only by runs that fetch, never by decode workers
@@ -147,10 +150,15 @@ class _DecodePool:
         self.config = config
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
+        self.context: TrackedSpawnContext | None = None
         if workers >= 1:
+            context: BaseContext = mp.get_context("spawn")
+            if config.semaphores is not None:  # record the pool's semaphores (kill -9 cleanup)
+                remove_stale_semaphores(config.semaphores)
+                context = self.context = TrackedSpawnContext(config.semaphores)
             self.pool = ProcessPoolExecutor(
                 workers,
-                mp_context=mp.get_context("spawn"),
+                mp_context=context,
                 initializer=_init_worker,
                 initargs=(config,),
             )
@@ -163,6 +171,8 @@ class _DecodePool:
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.context is not None:
+            self.context.forget()
 
     def decode(self, jobs: Iterable[Job], lookahead: int) -> Iterator[Decoded]:
         """Decoded jobs in input order, at most ``lookahead`` items in flight."""
@@ -228,6 +238,7 @@ class Ingestor:
     def _pending(self, source: Source) -> list[Candidate]:
         known = self.store.known_keys(self.collection, source.name)
         todo: list[Candidate] = []
+        links: dict[tuple[str, str], list[dict[str, object]]] = {}
         for c in source.iter_candidates():
             self._check_stop()
             self.report.scanned += 1
@@ -238,11 +249,15 @@ class Ingestor:
             unchanged = remote or (k is not None and (k.size_bytes, k.mtime) == (c.size, c.mtime))
             if k is not None and k.complete and unchanged:
                 self.report.skipped += 1
+                if c.meta.get("models"):  # stored for one model, offered now for another
+                    links[(c.source, c.key)] = links_of(c.meta)
             else:
                 todo.append(c)
             if self.report.scanned % 1000 == 0:
                 emit(self.progress, ProgressEvent("scan", self.report.scanned, None))
         self.report.outside_root = len(getattr(source, "outside_root", ()))
+        if links:
+            add_links(self.store.engine, self.collection, by_key=links)
         return todo
 
     def run(self, source: Source) -> IngestReport:
@@ -285,28 +300,32 @@ class Ingestor:
         )
         for c, (_, outcome) in zip(todo, fetched, strict=True):
             if isinstance(outcome, FetchError):
-                detail = (
-                    f"HTTP {outcome.status}: {outcome.detail}" if outcome.status else outcome.detail
-                )
-                yield rejected(c, outcome.reason, detail)
+                yield fetch_rejected(c, outcome)
             else:
                 yield (c, outcome.data)
 
     def _mark_duplicates(self, batch: list[Decoded]) -> None:
         hashes = [d.item.sha256 for d in batch if d.item.status == "ok" and d.item.sha256]
         existing = self.store.existing_sha256(self.collection, hashes)
-        first_key: dict[str, str] = {}
+        first: dict[str, Decoded] = {}
+        stored_links: dict[int, list[dict[str, object]]] = {}
         for d in batch:
             it = d.item
             if it.status != "ok" or not it.sha256:
                 continue
             same = existing.get(it.sha256)
             if same is not None and same[1:] != (it.source, it.source_key):
+                # the same picture for another model: the stored item gets this one's links
+                stored_links.setdefault(same[0], []).extend(links_of(it.meta))
                 self._reject(d, Reason.DUPLICATE, {"duplicate_of": same[0]})
-            elif it.sha256 in first_key:
-                self._reject(d, Reason.DUPLICATE, {"duplicate_of_key": first_key[it.sha256]})
+            elif it.sha256 in first:
+                kept = first[it.sha256].item
+                kept.meta = merge_links(kept.meta, links_of(it.meta))
+                self._reject(d, Reason.DUPLICATE, {"duplicate_of_key": kept.source_key})
             else:
-                first_key[it.sha256] = it.source_key
+                first[it.sha256] = d
+        if any(stored_links.values()):
+            add_links(self.store.engine, self.collection, by_id=stored_links)
 
     @staticmethod
     def _reject(d: Decoded, reason: Reason, meta: dict[str, object]) -> None:

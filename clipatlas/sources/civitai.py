@@ -10,10 +10,18 @@ Modes (``mode=``):
 - ``images``: ``GET /images`` filtered by ``model_id``/``version_id``/``username``/``nsfw``/
   ``sort``/``period``, walked by cursor, with ``withMeta=true`` for the prompt metadata.
 
+A picture that is a preview of several models is offered once, with every model it was
+seen for in ``meta["models"]`` (links :mod:`clipatlas.store.model_links` adds to the stored
+item when it turns up again later); the links of a repeat are added to the candidate already
+offered, so a consumer that lists the whole walk before writing (ingest, the dataset builder)
+stores them all. The top-level ``model_id``/``model_name``/``tags`` stay the first model's.
+
 Every candidate's key is ``image:<id>`` (the id taken from the URL's file name when the API
 leaves it out, a hash of the URL when neither exists), so a key is stable across runs and modes.
-``limit`` caps the number of images offered. ``nsfw=True`` asks for every level (``/images``:
-``nsfw=X``), ``False`` for PG only, None leaves the server's default.
+``limit`` caps the number of images offered; ``page_limit`` is the API page size (``limit=`` of
+each request, default 100; at most 100 on ``/models`` and 200 on ``/images``, where the API
+refuses more with a 400, so a larger value is a ConfigError). ``nsfw=True`` asks for every
+level (``/images``: ``nsfw=X``), ``False`` for PG only, None leaves the server's default.
 
 Incremental sync: keys in ``known`` (those already stored) are never offered again, and with
 ``sort="Newest"`` paging stops after the first page whose keys are all known: everything older
@@ -42,6 +50,7 @@ from clipatlas.sources.civitai_api import (
     nsfw_level,
     with_width,
 )
+from clipatlas.store.model_links import LINK_FIELDS, links_of, merge_links
 
 if TYPE_CHECKING:
     from clipatlas.fetch import Fetcher
@@ -121,7 +130,13 @@ class CivitaiSource:
         self.limit = limit
         self.images_per_version = images_per_version
         self.image_width = image_width
-        self.page_limit = max(1, min(int(page_limit), _PAGE_MAX.get(mode, 100)))
+        most = _PAGE_MAX.get(mode, 100)
+        if not 1 <= int(page_limit) <= most:
+            raise ConfigError(
+                f"civitai page size (page_limit) must be 1..{most} in mode {mode!r} "
+                f"(the API answers 400 above {most}), got {page_limit}"
+            )
+        self.page_limit = int(page_limit)
         self.known = frozenset(known)
         self.pages_fetched = 0
         self.client = CivitaiClient(settings.civitai_base_url, fetcher, settings.civitai_api_key)
@@ -130,11 +145,13 @@ class CivitaiSource:
 
     def iter_candidates(self) -> Iterator[Candidate]:
         self.pages_fetched = 0
-        seen: set[str] = set()
+        seen: dict[str, Candidate] = {}
         for candidate in self._walk():
-            if candidate.key in seen:
+            first = seen.get(candidate.key)
+            if first is not None:  # the same picture for another model: one more link
+                first.meta.update(merge_links(first.meta, links_of(candidate.meta)))
                 continue
-            seen.add(candidate.key)
+            seen[candidate.key] = candidate
             yield candidate
             if self.limit is not None and len(seen) >= self.limit:
                 return
@@ -294,6 +311,9 @@ class CivitaiSource:
             raw_level, level = image["nsfw"], nsfw_level(image["nsfw"])  # legacy string flag
         meta: dict[str, Any] = {
             **details,
+            "models": [{name: details.get(name) for name in LINK_FIELDS}]
+            if details.get("model_id") is not None
+            else [],
             "image_id": image_id,
             "nsfw_level": level,
             "nsfw_level_raw": json_safe(raw_level),

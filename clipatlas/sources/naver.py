@@ -10,7 +10,8 @@ API refuses ``start`` above 1000, so one query reaches at most ~1,099 results ho
 Errors become typed :class:`~clipatlas.errors.NaverError`\\ s:
 
 - 401/403 or ``errorCode`` ``024`` -> :class:`~clipatlas.errors.NaverAuthError`;
-- ``010`` (daily quota) -> :class:`~clipatlas.errors.NaverQuotaError` ``scope="daily"``;
+- ``010`` (daily quota) -> :class:`~clipatlas.errors.NaverQuotaError` ``scope="daily"``,
+  after exactly one request: the fetcher is told (:func:`is_daily_quota`) not to retry it;
 - ``012`` (per-second rate) -> ``scope="per_second"``, retried ``rate_retries`` times with a
   jittered backoff before it is raised;
 - anything else (``SE01``..``SE06`` 400s, ``SE05`` 404, ``SE99`` 500) -> ``NaverError``.
@@ -101,6 +102,18 @@ def error_from(
     if status == 429:
         return NaverQuotaError("daily", code, status, detail)
     return NaverError(code, status, detail)
+
+
+def is_daily_quota(status: int, body: str | None) -> bool:
+    """A 429 whose body says ``errorCode`` ``010``: retrying before the daily reset is pointless,
+    so the fetcher gives up after this one request (``012``, the per-second limit, is retried)."""
+    if status != 429 or not body:
+        return False
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(parsed, Mapping) and str(parsed.get("errorCode")) in _DAILY_CODES
 
 
 def _body_of(exc: FetchError) -> Mapping[str, Any] | None:
@@ -247,7 +260,10 @@ class NaverImageSource:
             error: NaverError
             try:
                 body = self.fetcher.get_json(
-                    self.settings.naver_base_url, params=params, headers=headers
+                    self.settings.naver_base_url,
+                    params=params,
+                    headers=headers,
+                    final=is_daily_quota,
                 )
             except FetchError as exc:
                 error = error_from(exc.status, _body_of(exc), self._secrets, str(exc))

@@ -65,6 +65,17 @@ class Item:
     meta: Mapping[str, Any]
     has_vector: bool
 
+    def scalars(self) -> dict[str, Any]:
+        """The item's own values, without its file paths and metadata (which each caller shows
+        its own way): the common part of an export row and of the web API's item."""
+        return {name: getattr(self, name) for name in _SCALAR_FIELDS}
+
+
+_SCALAR_FIELDS = (
+    "id", "source", "source_key", "uri", "status", "reason", "detail", "sha256", "phash",
+    "format", "size_bytes", "width", "height", "aspect", "sharpness", "has_vector",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class KnownKey:

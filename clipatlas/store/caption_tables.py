@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
 )
 
-from clipatlas.store.schema import metadata
+from clipatlas.store.metadata import metadata
 
 __all__ = ["TABLES", "caption_splits", "caption_vectors", "captions", "metadata"]
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from clipatlas.store.schema import metadata
+from clipatlas.store.metadata import metadata
 
 __all__ = ["TABLES", "dataset_builds", "dataset_candidates", "metadata"]
 

@@ -8,7 +8,11 @@ Accepted inputs:
 
 Ids are matched against the items' source keys (``match="key"``, e.g. ``cats/01.jpg`` for a
 folder ingest) or their numeric item ids (``match="id"``). Every problem is collected and
-reported together: wrong dimension, NaN/inf or zero vectors, duplicate ids, unknown ids.
+reported together: NaN/inf or zero vectors, duplicate ids, unknown ids. A wrong dimension is
+refused first, on its own (:class:`~clipatlas.errors.EmbeddingDimensionError`): against the
+collection's vectors once it has some, else against the text tower of the embedder the vectors
+are said to come from (``embedder_id``, default the collection's model) when it can be loaded
+here. Nothing is written unless every check passes.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from typing import Literal
 
 import numpy as np
 
-from clipatlas.errors import EmbeddingImportError
+from clipatlas.errors import EmbeddingDimensionError, EmbeddingImportError
 
-__all__ = ["VectorFile", "read_vector_file", "validate_vectors"]
+__all__ = ["VectorFile", "check_dimension", "read_vector_file", "validate_vectors"]
 
 Match = Literal["key", "id"]
 
@@ -99,13 +103,19 @@ def read_vector_file(
     return VectorFile(ids, matrix.astype(np.float32))
 
 
-def validate_vectors(
-    source: str, vf: VectorFile, dim: int, known: dict[str, int], match: Match
-) -> list[int]:
-    """Check everything at once; return the item id of every row or raise with all problems."""
+def check_dimension(
+    source: str, vf: VectorFile, expected: int | None, embedder: str, *, bound: bool
+) -> None:
+    """Refuse vectors whose dimension is not ``expected`` (the collection's, when ``bound``,
+    else its embedder's text tower; None: unknown, the vectors set it)."""
+    if expected is not None and vf.matrix.shape[1] != expected:
+        raise EmbeddingDimensionError(source, int(vf.matrix.shape[1]), expected, embedder, bound)
+
+
+def validate_vectors(source: str, vf: VectorFile, known: dict[str, int], match: Match) -> list[int]:
+    """Check everything else at once; return the item id of every row or raise with all
+    problems (the dimension is checked first, by :func:`check_dimension`)."""
     problems: list[str] = []
-    if vf.matrix.shape[1] != dim:
-        problems.append(f"dimension {vf.matrix.shape[1]} != collection dimension {dim}")
     bad = ~np.isfinite(vf.matrix).all(axis=1)
     if bad.any():
         first = vf.ids[int(np.argmax(bad))]

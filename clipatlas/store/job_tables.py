@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-from clipatlas.store.schema import metadata
+from clipatlas.store.metadata import metadata
 
 __all__ = ["TABLES", "job_logs", "jobs", "metadata"]
 

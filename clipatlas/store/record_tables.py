@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from clipatlas.store.schema import metadata
+from clipatlas.store.metadata import metadata
 
 __all__ = ["TABLES", "match_calibrations", "metadata", "record_vectors", "records"]
 

@@ -16,10 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from clipatlas.store.base import CollectionInfo
-from clipatlas.store.schema import cluster_runs, clusters, collections, embeddings, items
+from clipatlas.store.schema import (
+    cluster_assignments,
+    cluster_runs,
+    clusters,
+    collections,
+    embeddings,
+    items,
+)
 from clipatlas.store.sql import transaction
 
 __all__ = ["NOISE", "Cluster", "ClusterRun", "KSelection", "RunStore"]
@@ -142,6 +149,7 @@ class ClusterRun:
         out = {
             **self.summary(),
             "chosen_k": self.selection.chosen_k if self.selection else None,
+            "method_choice": self.metrics.get("method_choice"),  # method "auto": who won, why
             "selection": self.selection.as_dict() if self.selection else None,
             "explanation": self.explanation,
             "directory": self.directory,
@@ -229,6 +237,21 @@ class RunStore:
             for start in range(0, len(rows), 1000):
                 conn.execute(insert(clusters), rows[start : start + 1000])
         return run_id
+
+    def delete(self, collection: CollectionInfo, run_id: int) -> bool:
+        """Remove run ``run_id`` with its clusters and assignments; False if there is none."""
+        with self._tx() as conn:
+            found = conn.execute(
+                select(cluster_runs.c.id).where(
+                    cluster_runs.c.id == run_id, cluster_runs.c.collection_id == collection.id
+                )
+            ).first()
+            if found is None:
+                return False
+            conn.execute(delete(cluster_assignments).where(cluster_assignments.c.run_id == run_id))
+            conn.execute(delete(clusters).where(clusters.c.run_id == run_id))
+            conn.execute(delete(cluster_runs).where(cluster_runs.c.id == run_id))
+        return True
 
     def list(self, collection: CollectionInfo) -> list[dict[str, Any]]:
         """Summaries of the collection's runs, newest first (no per-item arrays)."""

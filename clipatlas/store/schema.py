@@ -17,7 +17,6 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
@@ -26,6 +25,7 @@ from sqlalchemy import (
 )
 
 from clipatlas.errors import SchemaVersionError
+from clipatlas.store.metadata import metadata
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -38,8 +38,6 @@ __all__ = [
     "items",
     "metadata",
 ]
-
-metadata = MetaData()
 
 schema_version = Table(
     "schema_version",
@@ -201,8 +199,8 @@ def _migration_3(conn: Connection) -> None:
     metadata.create_all(conn, tables=[cluster_assignments])
 
 
-# Feature tables live beside their feature (same ``metadata``); each migration imports its
-# module so the tables register before they are created.
+# Feature tables live beside their feature (same ``metadata``, from store/metadata.py); each
+# migration imports its module so the tables register before they are created.
 def _migration_4(conn: Connection) -> None:
     from clipatlas.store import caption_tables
 

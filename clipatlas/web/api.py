@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -49,7 +49,7 @@ def hit_dict(collection: str, hit: SearchHit) -> dict[str, Any]:
         "width": hit.width,
         "height": hit.height,
         "meta": dict(hit.meta),
-        "thumbnail_url": f"{base}/thumbnail",
+        "thumbnail_url": browse.thumb_url(collection, hit.id, hit.thumbnail) or f"{base}/thumbnail",
         "page_url": f"/c/{collection}/items/{hit.id}",
     }
 
@@ -80,9 +80,13 @@ def items(
     cluster: int | None = None,
     tag: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int | None, Query(ge=0, le=browse.MAX_ID)] = None,
+    before: Annotated[int | None, Query(ge=0, le=browse.MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=browse.MAX_PAGE)] = 60,
 ) -> dict[str, Any]:
-    """A page of items, filtered by status, reason, source, tag, or a run's cluster."""
+    """A page of items, filtered by status, reason, source, tag, or a run's cluster. Walk the
+    pages with the cursors ``after=<next_after>`` / ``before=<prev_before>`` (keyset paging,
+    as cheap deep in the collection as on page one); ``offset`` still works."""
     page = browse.list_items(
         pool.get(name),
         status=status,
@@ -92,12 +96,16 @@ def items(
         cluster=cluster,
         tag=tag or None,
         offset=offset,
+        after=after,
+        before=before,
         limit=limit,
     )
     return {
         "total": page.total,
         "offset": page.offset,
         "limit": page.limit,
+        "next_after": page.next_after,
+        "prev_before": page.prev_before,
         "items": [browse.item_dict(name, it) for it in page.items],
     }
 
@@ -116,26 +124,51 @@ def item(name: str, item_id: int, pool: PoolDep) -> dict[str, Any]:
     return browse.item_dict(name, found)
 
 
+_FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+YEAR = 365 * 24 * 3600
+
+
 def _file(pool: PoolDep, name: str, item_id: int, which: str) -> FileResponse:
     atlas, found = _item(pool, name, item_id)
     resolved = browse.item_file(atlas, found, which)
     if resolved is None:
         raise HTTPException(404, f"item {item_id} has no {which} file")
     path, media_type = resolved
-    return FileResponse(
-        path,
-        media_type=media_type,
-        headers={
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "private, max-age=3600",
-            "Content-Security-Policy": "default-src 'none'; sandbox",
-        },
-    )
+    headers = {**_FILE_HEADERS, "Cache-Control": "private, max-age=3600"}
+    return FileResponse(path, media_type=media_type, headers=headers)
 
 
-@router.get("/collections/{name}/items/{item_id}/thumbnail", response_class=FileResponse)
-def thumbnail(name: str, item_id: int, pool: PoolDep) -> FileResponse:
-    return _file(pool, name, item_id, "thumbnail")
+@router.get(
+    "/collections/{name}/items/{item_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 304: {"description": "Not modified"}},
+)
+def thumbnail(
+    name: str,
+    item_id: int,
+    pool: PoolDep,
+    if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
+    v: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The item's thumbnail. Thumbnails are content-addressed (``thumbs/<sha256>.jpg``, never
+    rewritten), so the name is the ETag; with ``v=`` the name the page linked to (as
+    ``thumbnail_url`` does), the answer may be cached for a year. A thumbnail is a few KB:
+    read whole here, which costs less than a streamed file's thread hops."""
+    atlas, found = _item(pool, name, item_id)
+    resolved = browse.item_file(atlas, found, "thumbnail")
+    if resolved is None:
+        raise HTTPException(404, f"item {item_id} has no thumbnail file")
+    path, media_type = resolved
+    tag = '"' + path.stem + '"'
+    lasting = v is not None and v == browse.thumb_version(found.thumb_path)
+    cache = f"private, max-age={YEAR}, immutable" if lasting else "private, max-age=3600"
+    headers = {**_FILE_HEADERS, "ETag": tag, "Cache-Control": cache}
+    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=304, headers=headers)
+    return Response(path.read_bytes(), media_type=media_type, headers=headers)
 
 
 @router.get("/collections/{name}/items/{item_id}/original", response_class=FileResponse)

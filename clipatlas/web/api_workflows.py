@@ -97,8 +97,17 @@ def report(name: str, build_id: int, pool: PoolDep) -> Response:
 # -- captions ----------------------------------------------------------------------------------
 
 
-def caption_hits(atlas: Atlas, q: str, k: int, weights: dict[str, float], fusion: str) -> Any:
-    hits = atlas.search_captions(q, k, weights=weights or None, fusion=fusion)
+def caption_hits(
+    atlas: Atlas,
+    q: str,
+    k: int,
+    weights: dict[str, float],
+    fusion: str,
+    exact_first: bool = True,
+) -> Any:
+    hits = atlas.search_captions(
+        q, k, weights=weights or None, fusion=fusion, exact_first=exact_first
+    )
     out = []
     for h in hits:
         entry = h.as_dict()
@@ -115,17 +124,27 @@ def search_captions(
     pool: PoolDep,
     q: Annotated[str, Query(min_length=1, max_length=1000)],
     k: Annotated[int, Query(ge=1, le=200)] = 20,
-    fusion: Annotated[str, Query(pattern="^(rrf|weighted)$")] = "rrf",
+    fusion: Annotated[str, Query(pattern="^(rrf|weighted)$")] = "weighted",
+    exact_first: Annotated[
+        bool, Query(description="items with a caption holding every query word first")
+    ] = True,
     clip: Annotated[float | None, Query(ge=0, le=10, description="CLIP rank weight")] = None,
     caption: Annotated[float | None, Query(ge=0, le=10, description="caption weight")] = None,
     keyword: Annotated[float | None, Query(ge=0, le=10, description="keyword weight")] = None,
 ) -> dict[str, Any]:
-    """Text search fusing CLIP, caption-embedding and keyword ranks; each hit's caption."""
+    """Text search fusing CLIP, caption-embedding and keyword scores (exact keyword matches
+    first); each hit's caption, per-ranking ranks and scores."""
     given = {"clip": clip, "caption": caption, "keyword": keyword}
     weights = {k: v for k, v in given.items() if v is not None}
     with pool.exclusive(name) as atlas:
-        hits = caption_hits(atlas, q, k, weights, fusion)
-    return {"query": q, "fusion": fusion, "weights": weights, "hits": hits}
+        hits = caption_hits(atlas, q, k, weights, fusion, exact_first)
+    return {
+        "query": q,
+        "fusion": fusion,
+        "exact_first": exact_first,
+        "weights": weights,
+        "hits": hits,
+    }
 
 
 @router.get("/items/{item_id}/captions")

@@ -11,6 +11,7 @@ worker processes are started with the app and stopped with it.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,18 @@ from clipatlas.web.security import Guard
 __all__ = ["create_app"]
 
 HERE = Path(__file__).parent
+
+
+class _StaticFiles(StaticFiles):
+    """Static files where a path with a NUL byte is simply not found (404): starlette before 1.x
+    passes it to ``os.stat``, whose ValueError became a 500."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if "\x00" in path:
+            return "", None
+        return super().lookup_path(path)
+
+
 _STATUS: list[tuple[type[Exception], int]] = [
     (CollectionNotFoundError, 404),
     (RunNotFoundError, 404),
@@ -137,7 +150,7 @@ def create_app(
     app.include_router(api_workflows.router)
     app.include_router(pages.router)
     app.include_router(pages_workflows.router)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.mount("/static", _StaticFiles(directory=HERE / "static"), name="static")
 
     def failure(request: Request, status: int, error: str, detail: Any) -> Response:
         if request.url.path.startswith("/api") or "text/html" not in request.headers.get(

@@ -3,12 +3,13 @@ cluster representatives, and the files behind an item id (never a path from a re
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from clipatlas.atlas import Atlas
@@ -17,7 +18,18 @@ from clipatlas.store.schema import items
 from clipatlas.store.sql import transaction
 from clipatlas.tagging import ids_with_tag
 
-__all__ = ["MEDIA_TYPES", "Page", "item_dict", "item_file", "list_items", "overview", "run_view"]
+__all__ = [
+    "MEDIA_TYPES",
+    "Page",
+    "item_dict",
+    "item_file",
+    "list_items",
+    "overview",
+    "page_query",
+    "run_view",
+    "thumb_url",
+    "thumb_version",
+]
 
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",
@@ -28,18 +40,26 @@ MEDIA_TYPES = {
     "TIFF": "image/tiff",
 }
 MAX_PAGE = 200
+MAX_ID = 2**63 - 1  # a cursor beyond any database integer is a 422, not a database error
 
 
 @dataclass(frozen=True)
 class Page:
+    """One gallery page. ``offset`` is the page's position when it was asked for by offset
+    (None for a cursor page); ``next_after`` / ``prev_before`` are the cursors of the pages after
+    and before it (None at either end)."""
+
     total: int
-    offset: int
+    offset: int | None
     limit: int
     items: list[Item]
+    next_after: int | None = None
+    prev_before: int | None = None
 
 
 def overview(atlas: Atlas) -> dict[str, Any]:
-    stats = atlas.stats().as_dict()
+    """Counts and sources of a collection from the pool (its row read by ``AtlasPool.get``)."""
+    stats = atlas.stats(reread=False).as_dict()
     stats.pop("database", None)  # may name a server; not needed in pages
     stats["sources"] = atlas.store.source_counts(atlas.collection, atlas.summary_lag())
     return stats
@@ -55,10 +75,16 @@ def list_items(
     cluster: int | None = None,
     tag: str | None = None,
     offset: int = 0,
+    after: int | None = None,
+    before: int | None = None,
     limit: int = 60,
 ) -> Page:
     """One page of items (id order) matching the filters; a cluster filter needs ``run_id``;
-    ``tag`` keeps the items carrying that tag (``items.meta["tags"]``)."""
+    ``tag`` keeps the items carrying that tag (``items.meta["tags"]``).
+
+    Keyset paging: ``after=<id>`` gives the items after that id, ``before=<id>`` those just
+    before it; either seeks the id index, so a page deep in the collection costs what the first
+    does. ``offset`` (ignored when a cursor is given) still works but reads every skipped row."""
     limit = max(1, min(limit, MAX_PAGE))
     offset = max(0, offset)
     cond: list[ColumnElement[bool]] = [items.c.collection_id == atlas.collection.id]
@@ -86,19 +112,74 @@ def list_items(
                         select(items.c.id).where(*cond, items.c.id.in_(chunk))
                     ).scalars()
             ids = sorted(int(i) for i in kept)
-        page_ids = ids[offset : offset + limit]
-        return Page(len(ids), offset, limit, atlas.store.get_items(atlas.collection, page_ids))
+        if after is not None:
+            start = bisect.bisect_right(ids, after)
+            end = start + limit
+        elif before is not None:
+            end = bisect.bisect_left(ids, before)
+            start = max(0, end - limit)
+        else:
+            start, end = offset, offset + limit
+        page_ids = ids[start:end]
+        return _page(
+            atlas, len(ids), after, before, offset, limit, page_ids, start > 0, end < len(ids)
+        )
     with transaction(atlas.store.engine) as conn:
         total = _total(atlas, status, reason, source)
         if total is None:
             query = select(func.count()).select_from(items).where(*cond)
             total = int(conn.execute(query).scalar_one())
-        page_ids = list(
-            conn.execute(
-                select(items.c.id).where(*cond).order_by(items.c.id).offset(offset).limit(limit)
-            ).scalars()
-        )
-    return Page(total, offset, limit, atlas.store.get_items(atlas.collection, page_ids))
+        # one id more than the page says whether there is more in the paging direction
+        page_ids = list(conn.execute(page_query(cond, after, before, offset, limit)).scalars())
+        beyond = len(page_ids) > limit
+        page_ids = page_ids[:limit]
+        if before is not None:
+            page_ids.reverse()
+        earlier, later = (beyond, False) if before is not None else (False, beyond)
+        if page_ids and before is not None:
+            later = _exists(conn, [*cond, items.c.id > page_ids[-1]])
+        elif page_ids and (after is not None or offset > 0):
+            earlier = _exists(conn, [*cond, items.c.id < page_ids[0]])
+    return _page(atlas, total, after, before, offset, limit, page_ids, earlier, later)
+
+
+def page_query(
+    cond: list[ColumnElement[bool]], after: int | None, before: int | None, offset: int, limit: int
+) -> Select[Any]:
+    """The ids of one page and one more (is there a next one?): a keyset seek on the id index
+    for a cursor, else OFFSET."""
+    limit += 1
+    query = select(items.c.id).where(*cond)
+    if after is not None:
+        return query.where(items.c.id > after).order_by(items.c.id).limit(limit)
+    if before is not None:
+        return query.where(items.c.id < before).order_by(items.c.id.desc()).limit(limit)
+    return query.order_by(items.c.id).offset(offset).limit(limit)
+
+
+def _exists(conn: Connection, cond: list[ColumnElement[bool]]) -> bool:
+    return conn.execute(select(items.c.id).where(*cond).limit(1)).first() is not None
+
+
+def _page(
+    atlas: Atlas,
+    total: int,
+    after: int | None,
+    before: int | None,
+    offset: int,
+    limit: int,
+    page_ids: list[int],
+    earlier: bool,
+    later: bool,
+) -> Page:
+    return Page(
+        total=total,
+        offset=None if after is not None or before is not None else offset,
+        limit=limit,
+        items=atlas.store.get_items(atlas.collection, page_ids),
+        next_after=page_ids[-1] if page_ids and later else None,
+        prev_before=page_ids[0] if page_ids and earlier else None,
+    )
 
 
 def _total(atlas: Atlas, status: str | None, reason: str | None, source: str | None) -> int | None:
@@ -111,27 +192,27 @@ def _total(atlas: Atlas, status: str | None, reason: str | None, source: str | N
     return counts[status] if status in ("ok", "rejected") else None
 
 
+def thumb_version(thumb_path: str | None) -> str | None:
+    """What names a thumbnail in its URL (``?v=``): the stem of its content-addressed file
+    (``thumbs/<sha256>.jpg``), so a page's link changes when the picture does and may be
+    cached until then."""
+    return PurePosixPath(thumb_path).stem[:16] if thumb_path else None
+
+
+def thumb_url(collection: str, item_id: int, thumb_path: str | None) -> str | None:
+    """The URL of an item's thumbnail, named by its content; None when it has none."""
+    version = thumb_version(thumb_path)
+    if version is None:
+        return None
+    return f"/api/collections/{collection}/items/{item_id}/thumbnail?v={version}"
+
+
 def item_dict(collection: str, item: Item) -> dict[str, Any]:
     base = f"/api/collections/{collection}/items/{item.id}"
     return {
-        "id": item.id,
-        "source": item.source,
-        "source_key": item.source_key,
-        "uri": item.uri,
-        "status": item.status,
-        "reason": item.reason,
-        "detail": item.detail,
-        "sha256": item.sha256,
-        "phash": item.phash,
-        "format": item.format,
-        "size_bytes": item.size_bytes,
-        "width": item.width,
-        "height": item.height,
-        "aspect": item.aspect,
-        "sharpness": item.sharpness,
-        "has_vector": item.has_vector,
+        **item.scalars(),
         "meta": dict(item.meta),
-        "thumbnail_url": f"{base}/thumbnail" if item.thumb_path else None,
+        "thumbnail_url": thumb_url(collection, item.id, item.thumb_path),
         "original_url": f"{base}/original" if item.format else None,
     }
 

@@ -6,6 +6,7 @@ the API for everything that changes state, sending the write token from the page
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -119,10 +120,23 @@ def collection(
     cluster: Annotated[str | None, Query(max_length=20, pattern=r"^-?\d*$")] = None,
     tag: Annotated[str | None, Query(max_length=200)] = None,
     offset: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int | None, Query(ge=0, le=browse.MAX_ID)] = None,
+    before: Annotated[int | None, Query(ge=0, le=browse.MAX_ID)] = None,
 ) -> HTMLResponse:
+    cursor = _Cursor(offset, after, before)
     return _gallery(
-        request, name, pool, status, reason, source, _int(run), _int(cluster), tag, offset
+        request, name, pool, status, reason, source, _int(run), _int(cluster), tag, cursor
     )
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """Where a gallery page starts: after or before an item id (the pager's links), or an
+    offset (older links)."""
+
+    offset: int
+    after: int | None
+    before: int | None
 
 
 def _int(value: str | None) -> int | None:
@@ -139,7 +153,7 @@ def _gallery(
     run: int | None,
     cluster: int | None,
     tag: str | None,
-    offset: int,
+    cursor: _Cursor,
 ) -> HTMLResponse:
     atlas = pool.get(name)
     info = browse.overview(atlas)
@@ -154,15 +168,17 @@ def _gallery(
         run_id=run,
         cluster=cluster,
         tag=tag or None,
-        offset=offset,
+        offset=cursor.offset,
+        after=cursor.after,
+        before=cursor.before,
         limit=60,
     )
     given = {"status": status, "reason": reason, "source": source, "run": run, "cluster": cluster,
              "tag": tag}  # fmt: skip
     filters = {k: v for k, v in given.items() if v not in (None, "")}
 
-    def page_url(at: int) -> str:
-        return f"/c/{name}?" + urlencode({**filters, "offset": at})
+    def page_url(key: str, at: int | None) -> str | None:
+        return None if at is None else f"/c/{name}?" + urlencode({**filters, key: at})
 
     return render(
         request,
@@ -177,8 +193,8 @@ def _gallery(
         clusters=browse.run_clusters(
             atlas, run if run is not None else (runs[0]["id"] if runs else None)
         ),
-        prev_url=page_url(max(0, offset - page.limit)) if offset > 0 else None,
-        next_url=page_url(offset + page.limit) if offset + page.limit < page.total else None,
+        prev_url=page_url("before", page.prev_before),
+        next_url=page_url("after", page.next_after),
     )
 
 

@@ -65,7 +65,7 @@ def captions_page(
     pool: PoolDep,
     state: StateDep,
     q: Annotated[str, Query(max_length=1000)] = "",
-    fusion: Annotated[str, Query(pattern="^(rrf|weighted)$")] = "rrf",
+    fusion: Annotated[str, Query(pattern="^(rrf|weighted)$")] = "weighted",
 ) -> HTMLResponse:
     hits: list[dict[str, Any]] | None = None
     error = None
@@ -80,7 +80,8 @@ def captions_page(
     s = state.settings
     return render(request, "captions.html", name=name, q=q, fusion=fusion, hits=hits,
                   error=error, default_model=s.caption_model, base_url=s.caption_base_url,
-                  neighbours=s.caption_neighbours, language=s.caption_language)  # fmt: skip
+                  neighbours=s.caption_neighbours, prompt_chars=s.caption_prompt_chars,
+                  language=s.caption_language)  # fmt: skip
 
 
 @router.get("/c/{name}/match", response_class=HTMLResponse)

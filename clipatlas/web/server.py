@@ -21,4 +21,5 @@ def run_server(settings: Settings, config: WebConfig) -> None:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        ws="none",  # the app has no WebSocket routes: load no WebSocket protocol
     )

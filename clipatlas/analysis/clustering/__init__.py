@@ -1,8 +1,10 @@
-"""Clustering runs: KMeans with automatic K, DBSCAN (cosine), HDBSCAN (PCA), and evaluation.
+"""Clustering runs: automatic (HDBSCAN or KMeans), KMeans with automatic K, DBSCAN (cosine),
+HDBSCAN (PCA), and evaluation.
 
 Modules, in the order a run uses them:
 
 * ``runner``   -- parameters, one run over a matrix, artefacts (curves) on disk;
+* ``auto``     -- the default method: HDBSCAN when its groups are clean and stable, else KMeans;
 * ``kmeans``   -- spherical KMeans (FAISS or MiniBatch), assignment, automatic K;
 * ``density``  -- DBSCAN on cosine distance, HDBSCAN on PCA vectors with sample + assign;
 * ``summary``  -- centroids, medoids, cohesion, separation, silhouette, Davies-Bouldin;

@@ -4,7 +4,8 @@ Every cluster carries a calibrated radius: ``meta["cos_threshold"]``, the cosine
 that 95% of its own members reach (see :func:`~clipatlas.analysis.clustering.summary.
 member_threshold`). A vector whose nearest centroid is farther than that cluster's threshold
 is *unknown*: it is less like the cluster than nearly all of the cluster's members are. The
-margin is the cosine gap to the runner-up centroid (small = a close call).
+margin is the cosine gap to the runner-up centroid: below :data:`CLOSE_CALL` a close call, a
+clear lead only from :data:`CLEAR_LEAD` up and when most inputs agree (:func:`lead_verdict`).
 
 Several vectors describing one thing (e.g. the preview images of one CivitAI model) are
 aggregated as the re-normalised mean of their vectors, and each one's own vote is reported.
@@ -23,10 +24,30 @@ from clipatlas.analysis.clustering.summary import held_out_cosines, member_thres
 from clipatlas.errors import ClusteringError
 from clipatlas.store.run_notes import Assignment
 from clipatlas.store.runs import NOISE, ClusterRun
+from clipatlas.wording import counted
 
-__all__ = ["CLOSE_CALL", "Classification", "ClusterScore", "RunModel"]
+__all__ = ["CLEAR_LEAD", "CLOSE_CALL", "Classification", "ClusterScore", "RunModel", "lead_verdict"]
 
 CLOSE_CALL = 0.02  # a margin below this is reported as a close call
+CLEAR_LEAD = 0.05  # a margin from this up, with most inputs agreeing, is a clear lead
+
+
+def lead_verdict(margin: float, agree: int, inputs: int) -> str:
+    """Words for the nearest cluster's lead: the margin to the runner-up and, with several
+    inputs (a model's previews), how many of them alone vote for it. A lead is "clear" only
+    when the margin is at least :data:`CLEAR_LEAD` and most inputs agree."""
+    split = inputs > 1 and 2 * agree <= inputs
+    if margin < CLOSE_CALL:
+        return "a close call"
+    if split:
+        return (
+            f"a {'narrow' if margin < CLEAR_LEAD else 'fair'} lead of the mean vector only: "
+            f"{inputs - agree} of {inputs} inputs alone are nearer another cluster, so "
+            "treat it as uncertain"
+        )
+    if margin < CLEAR_LEAD:
+        return "a narrow lead"
+    return "a clear lead"
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,8 @@ class RunModel:
             f"95% of its {best.size} members are at cosine >= {best.threshold:.3f}"
             if best.size >= 20
             else f"all {best.size} of its members are at cosine >= {best.threshold:.3f}"
+            if best.size > 1
+            else f"its only member is at cosine >= {best.threshold:.3f}"
         )
         if best.within:
             parts = [
@@ -174,19 +197,19 @@ class RunModel:
                 f"The nearest cluster, {_quote(best)}, is at cosine {best.cosine:.3f}, farther "
                 f"than its own members ({radius}): unknown to run {self.run.id}."
             ]
+        agree = Counter(i["nearest"] for i in inputs).get(best.label, 0)
         if margin is not None and len(scores) > 1:
             runner = scores[1]
-            verdict = "a close call" if margin < CLOSE_CALL else "a clear lead"
+            verdict = lead_verdict(margin, agree, len(inputs))
             parts.append(
                 f"Runner-up {_quote(runner)} at {runner.cosine:.3f}: margin {margin:.3f}, "
                 f"{verdict}."
             )
         if len(inputs) > 1:
-            votes = Counter(i["nearest"] for i in inputs)
-            agree = votes.get(best.label, 0)
             parts.append(
-                f"Aggregated from {len(inputs)} images (mean of their vectors); {agree} of "
-                f"{len(inputs)} alone are nearest to cluster {best.label}."
+                f"Aggregated from {counted(len(inputs), 'image')} (mean of their vectors); "
+                f"{agree} of {len(inputs)} alone "
+                f"{'is' if agree == 1 else 'are'} nearest to cluster {best.label}."
             )
         return " ".join(parts)
 

@@ -12,7 +12,9 @@ Two kinds of evidence, both saved with the cluster (``meta["terms"]``, ``meta["t
   model tags), each cluster is a document and each tag scores class-based TF-IDF (as in
   BERTopic): the share of the cluster's models (or items, without model ids) carrying it,
   times ``log(1 + A / f)`` (A: mean models per cluster, f: the tag's count everywhere). A tag
-  needs :data:`MIN_TAG_SHARE` of the cluster to count.
+  needs :data:`MIN_TAG_SHARE` of the cluster to count, and a tag that reaches that share in
+  every cluster, nowhere twice as often as elsewhere (``style`` on every style LoRA), tells the
+  clusters apart not at all: it never names one.
 
 The name is the best word (the next best when another cluster already took it), followed by
 up to two tags: ``"watercolor painting · flowers, botanical"``. A name set by a user
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from clipatlas.analysis.clustering.kmeans import normalise
+from clipatlas.store.model_links import links_of
 from clipatlas.store.runs import NOISE, ClusterRun
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "ClusterName",
     "distinctive_tags",
     "embed_phrases",
+    "everywhere_tags",
     "name_clusters",
     "style_terms",
 ]
@@ -131,21 +135,42 @@ def style_terms(
 
 
 def _tag_doc(metas: Iterable[Mapping[str, Any]]) -> tuple[Counter[str], int]:
-    """Tag counts of one cluster, each model counted once (items without model id: each)."""
+    """Tag counts of one cluster, each model counted once (items without model id: each; a
+    picture shared by several models counts for each of them)."""
     seen: dict[Any, set[str]] = {}
+
+    def add(key: Any, tags: Any) -> None:
+        if isinstance(tags, list):
+            seen.setdefault(key, set()).update(
+                t.strip().lower() for t in tags if isinstance(t, str) and t.strip()
+            )
+
     for n, meta in enumerate(metas):
-        tags = meta.get("tags")
-        if not isinstance(tags, list):
-            continue
         owner = meta.get("model_id")
-        key = ("model", owner) if owner is not None else ("item", n)
-        seen.setdefault(key, set()).update(
-            t.strip().lower() for t in tags if isinstance(t, str) and t.strip()
-        )
+        add(("model", owner) if owner is not None else ("item", n), meta.get("tags"))
+        for link in links_of(meta):  # the other models a shared picture belongs to
+            if link.get("model_id") != owner:
+                add(("model", link.get("model_id")), link.get("tags"))
     counts: Counter[str] = Counter()
     for tags in seen.values():
         counts.update(tags)
     return counts, len(seen)
+
+
+def everywhere_tags(docs: Mapping[int, tuple[Counter[str], int]]) -> set[str]:
+    """Tags with no discriminating power: carried by at least :data:`MIN_TAG_SHARE` of the
+    models of every cluster that has tags, and nowhere twice as often as anywhere else (e.g.
+    "style" on every CivitAI style LoRA). Empty with fewer than two such clusters, where
+    nothing is compared."""
+    shares = [
+        {tag: count / owners for tag, count in counts.items()}
+        for counts, owners in docs.values()
+        if owners
+    ]
+    if len(shares) < 2:
+        return set()
+    common = set.intersection(*({t for t, v in s.items() if v >= MIN_TAG_SHARE} for s in shares))
+    return {t for t in common if min(s[t] for s in shares) * 2 > max(s[t] for s in shares)}
 
 
 def distinctive_tags(
@@ -153,18 +178,20 @@ def distinctive_tags(
 ) -> dict[int, list[dict[str, Any]]]:
     """Class-based TF-IDF tags per cluster label (each cluster one document): a tag's share of
     the cluster's models times ``log(1 + A / f)``, A the mean number of models per cluster and
-    f the tag's count over all clusters, so tags everywhere sink. Empty lists without tags."""
+    f the tag's count over all clusters, so tags everywhere sink; a tag about equally common in
+    every cluster (:func:`everywhere_tags`) names none. Empty lists without tags."""
     docs = {label: _tag_doc(metas) for label, metas in member_metas.items()}
     overall: Counter[str] = Counter()
     for counts, _ in docs.values():
         overall.update(counts)
     average = sum(owners for _, owners in docs.values()) / max(len(docs), 1)
+    common = everywhere_tags(docs)
     out: dict[int, list[dict[str, Any]]] = {}
     for label, (counts, owners) in docs.items():
         scored: list[dict[str, Any]] = []
         for tag, count in counts.items():
             share = count / owners
-            if share < MIN_TAG_SHARE:
+            if share < MIN_TAG_SHARE or tag in common:
                 continue
             idf = math.log(1.0 + average / overall[tag])
             scored.append({"tag": tag, "share": round(share, 4), "score": round(share * idf, 4)})

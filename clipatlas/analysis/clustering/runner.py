@@ -1,8 +1,10 @@
 """One clustering run over a matrix: check parameters, fit, describe, explain.
 
-:class:`ClusterParams` names every knob of the three methods and validates them against the
-number of items; :func:`cluster_vectors` returns labels (renumbered largest cluster first,
--1 = noise), per-cluster stats, metrics, the auto-K selection and a plain-words explanation.
+:class:`ClusterParams` names every knob of the methods (``auto``, the default, tries HDBSCAN
+and falls back to KMeans with automatic K: :mod:`clipatlas.analysis.clustering.auto`) and
+validates them against the number of items; :func:`cluster_vectors` returns labels
+(renumbered largest cluster first, -1 = noise), per-cluster stats, metrics, the auto-K
+selection and a plain-words explanation.
 :func:`write_artifacts` saves the curves (JSON, plus a PNG when matplotlib is installed) under
 ``runs/<id>/`` of the collection.
 """
@@ -10,12 +12,13 @@ number of items; :func:`cluster_vectors` returns labels (renumbered largest clus
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clipatlas.analysis.clustering.auto import MethodChoice, try_hdbscan
 from clipatlas.analysis.clustering.density import (
     NOISE_PERCENTILE,
     dbscan_labels,
@@ -32,16 +35,17 @@ from clipatlas.analysis.clustering.summary import describe, relabel_by_size
 from clipatlas.errors import ClusterParameterError, TooFewItemsError
 from clipatlas.progress import ProgressCallback, ProgressEvent, emit
 from clipatlas.store.runs import Cluster, ClusterRun, KSelection
+from clipatlas.wording import counted
 
 __all__ = ["METHODS", "ClusterParams", "Fitted", "cluster_vectors", "write_artifacts"]
 
-METHODS = ("kmeans", "dbscan", "hdbscan")
+METHODS = ("auto", "kmeans", "dbscan", "hdbscan")
 
 
 @dataclass(frozen=True)
 class ClusterParams:
-    method: str = "kmeans"
-    k: int | None = None  # None: choose automatically in k_range
+    method: str = "auto"  # HDBSCAN when it finds clean, stable groups, else KMeans (auto.py)
+    k: int | None = None  # None: choose automatically in k_range; given: KMeans with this K
     k_range: tuple[int, int] = (2, 30)
     eps: float = 0.2  # DBSCAN: cosine distance
     min_samples: int = 5
@@ -75,7 +79,9 @@ class ClusterParams:
             raise bad("pca_dims", self.pca_dims, "must be at least 2")
         if self.sample < 100:
             raise bad("sample", self.sample, "must be at least 100")
-        if self.method == "kmeans":
+        if self.method == "auto" and self.k is not None:
+            return replace(self, method="kmeans").check(collection, n)  # K given: KMeans
+        if self.method in ("kmeans", "auto"):
             if self.k is not None and n < self.k:
                 raise TooFewItemsError(collection, n, self.k, f"kmeans with k={self.k}")
             if self.k is None and n < lo + 1:
@@ -99,6 +105,7 @@ class Fitted:
     metrics: dict[str, Any]
     selection: KSelection | None
     explanation: str
+    method: str  # the method that made the labels ("auto" resolves to kmeans or hdbscan)
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -118,7 +125,7 @@ def _kmeans(
         k = selection.chosen_k
         how = (
             f"K={k} chosen automatically from K={p.k_range[0]}..{p.k_range[1]} "
-            f"(curves on {len(rows)} items): {selection.reason}"
+            f"(curves on {counted(len(rows), 'item')}): {selection.reason}"
         )
     else:
         k, how = p.k, f"K={p.k} as given"
@@ -126,7 +133,36 @@ def _kmeans(
     centroids = fit_centroids(matrix, k, seed=p.seed, restarts=restarts_for(len(matrix)))
     labels, _ = assign(matrix, centroids)
     emit(progress, ProgressEvent("fit", 1, 1, {"k": k}))
-    return labels, selection, f"{engine} on {len(matrix)} items; {how}."
+    return labels, selection, f"{engine} on {counted(len(matrix), 'item')}; {how}."
+
+
+def _hdbscan_text(p: ClusterParams, n: int, dim: int, seen: int) -> str:
+    text = (
+        f"HDBSCAN (min_cluster_size={p.min_cluster_size}, min_samples={p.min_samples}) on "
+        f"PCA-{min(p.pca_dims, dim)} vectors of {seen} of {counted(n, 'item')}"
+    )
+    return text + (
+        f"; the other {n - seen} went to the nearest centroid, or to noise when "
+        f"below the {NOISE_PERCENTILE:g}th percentile of its members' cosine."
+        if seen < n
+        else "."
+    )
+
+
+def _auto(
+    matrix: np.ndarray, p: ClusterParams, progress: ProgressCallback | None
+) -> tuple[np.ndarray, KSelection | None, str, MethodChoice]:
+    emit(progress, ProgressEvent("try HDBSCAN", 0, 1))
+    labels, seen, choice = try_hdbscan(
+        matrix, min_cluster_size=p.min_cluster_size, min_samples=p.min_samples,
+        pca_dims=p.pca_dims, sample=p.sample, seed=p.seed,
+    )  # fmt: skip
+    emit(progress, ProgressEvent("try HDBSCAN", 1, 1))
+    if choice.chosen == "hdbscan":
+        text = _hdbscan_text(p, len(matrix), matrix.shape[1], seen)
+        return labels, None, f"Automatic method: HDBSCAN won: {choice.reason}. {text}", choice
+    labels, selection, text = _kmeans(matrix, p, progress)
+    return labels, selection, f"Automatic method: KMeans won: {choice.reason}. {text}", choice
 
 
 def cluster_vectors(
@@ -138,7 +174,12 @@ def cluster_vectors(
     """Cluster L2-normalised rows of ``matrix`` (item ``ids``) as ``params`` says."""
     p = params
     selection: KSelection | None = None
-    if p.method == "kmeans":
+    choice: MethodChoice | None = None
+    method = p.method
+    if p.method == "auto":
+        labels, selection, text, choice = _auto(matrix, p, progress)
+        method = choice.chosen
+    elif p.method == "kmeans":
         labels, selection, text = _kmeans(matrix, p, progress)
     elif p.method == "dbscan":
         emit(progress, ProgressEvent("fit", 0, 1))
@@ -146,7 +187,7 @@ def cluster_vectors(
         emit(progress, ProgressEvent("fit", 1, 1))
         text = (
             f"DBSCAN on cosine distance (eps={p.eps}, min_samples={p.min_samples}) over "
-            f"{len(matrix)} items; items in no dense region are noise."
+            f"{counted(len(matrix), 'item')}; items in no dense region are noise."
         )
     else:
         emit(progress, ProgressEvent("fit", 0, 1))
@@ -159,23 +200,17 @@ def cluster_vectors(
             seed=p.seed,
         )
         emit(progress, ProgressEvent("fit", 1, 1))
-        text = (
-            f"HDBSCAN (min_cluster_size={p.min_cluster_size}, min_samples={p.min_samples}) on "
-            f"PCA-{min(p.pca_dims, matrix.shape[1])} vectors of {seen} of {len(matrix)} items"
-        )
-        text += (
-            f"; the other {len(matrix) - seen} went to the nearest centroid, or to noise when "
-            f"below the {NOISE_PERCENTILE:g}th percentile of its members' cosine."
-            if seen < len(matrix)
-            else "."
-        )
+        text = _hdbscan_text(p, len(matrix), matrix.shape[1], seen)
     labels = relabel_by_size(labels)
     clusters, metrics = describe(ids, matrix, labels, seed=p.seed)
+    if choice is not None:
+        metrics["method_choice"] = choice.as_dict()
     text += (
-        f" Result: {metrics['clusters']} clusters, {metrics['noise']} noise items; "
+        f" Result: {counted(metrics['clusters'], 'cluster')}, "
+        f"{counted(metrics['noise'], 'noise item')}; "
         f"silhouette {metrics['silhouette']}, Davies-Bouldin {metrics['davies_bouldin']}."
     )
-    return Fitted(labels, clusters, metrics, selection, text)
+    return Fitted(labels, clusters, metrics, selection, text, method)
 
 
 def write_artifacts(run: ClusterRun, directory: Path) -> list[str]:

@@ -1,6 +1,6 @@
 """The clustering runs of one collection: create (check, fit, store, save curves), list, read,
-evaluate. :class:`clipatlas.Atlas` delegates ``cluster``/``runs``/``run``/``eval_clusters``
-here.
+evaluate. :class:`clipatlas.analysis.runs.Runs` (behind ``atlas.cluster``/``runs``/``run``/
+``eval_clusters``) works through it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from clipatlas.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from clipatlas.analysis.clustering.runner import ClusterParams
+    from clipatlas.engine import Engine
 
-__all__ = ["CollectionRuns"]
+__all__ = ["CollectionRuns", "collection_runs"]
 
 
 class CollectionRuns:
@@ -53,7 +54,7 @@ class CollectionRuns:
         run = ClusterRun(
             id=0,
             collection=name,
-            method=checked.method,
+            method=fitted.method,
             params=checked.as_dict(),
             embedder_id=embedders[0] if embedders else str(self.collection.embedder_id),
             dim=int(matrix.shape[1]),
@@ -71,6 +72,13 @@ class CollectionRuns:
         run = replace(run, id=run_id, directory=str(self.directory / str(run_id)))
         write_artifacts(run, self.directory / str(run_id))
         return run
+
+    def discard(self, run_id: int) -> None:
+        """Remove a run that could not be finished (e.g. naming failed) and its folder."""
+        import shutil
+
+        self.runs.delete(self.collection, run_id)
+        shutil.rmtree(self.directory / str(run_id), ignore_errors=True)
 
     def list(self) -> list[dict[str, Any]]:
         return self.runs.list(self.collection)
@@ -102,3 +110,8 @@ class CollectionRuns:
                 truth[int(key)] = str(label)
         scores = score_labels(*align(run.label_of(), truth))
         return {"run": run_id, **scores, "unmatched": len(labels) - scores["n"]}
+
+
+def collection_runs(engine: Engine) -> CollectionRuns:
+    """The runs of the engine's collection, their artefacts in its ``runs/`` folder."""
+    return CollectionRuns(engine.store, engine.collection, engine.directory / "runs")

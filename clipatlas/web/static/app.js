@@ -60,6 +60,7 @@
       const p = { redo: f.get("redo") === "on" };
       if (get("model")) { p.model = get("model"); }
       if (get("k")) { p.k = parseInt(get("k"), 10); }
+      if (get("prompt_chars")) { p.prompt_chars = parseInt(get("prompt_chars"), 10); }
       if (get("language")) { p.language = get("language"); }
       return p;
     }

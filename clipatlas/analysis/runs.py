@@ -1,16 +1,17 @@
 """The style-atlas half of :class:`clipatlas.Atlas`: clustering runs, their map and names,
 classifying new things against a run, prompt recommendations and later arrivals.
 
-A mixin so that ``atlas.cluster(...)``, ``atlas.classify(...)`` and friends stay methods of
-the one library object while the logic lives in :mod:`clipatlas.analysis`.
+``Runs`` takes the collection's :class:`~clipatlas.engine.Engine`; the Atlas delegates
+``atlas.cluster(...)``, ``atlas.classify(...)`` and friends here, and the logic lives in
+:mod:`clipatlas.analysis.clustering`, :mod:`~clipatlas.analysis.style` and
+:mod:`~clipatlas.analysis.probe`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -22,46 +23,26 @@ if TYPE_CHECKING:
     from clipatlas.analysis.clustering.runs import CollectionRuns
     from clipatlas.analysis.run_map import RunMap
     from clipatlas.analysis.style import ArrivalReport
-    from clipatlas.atlas import Atlas
-    from clipatlas.embedders.base import Embedder
-    from clipatlas.fetch import Fetcher
-    from clipatlas.index.exact import ExactIndex
-    from clipatlas.settings import Settings
-    from clipatlas.sources.base import Source
-    from clipatlas.store.base import CollectionInfo
+    from clipatlas.engine import Engine
     from clipatlas.store.runs import ClusterRun
-    from clipatlas.store.sql import SqlStore
 
-__all__ = ["RunsMixin"]
+__all__ = ["Runs"]
 
 
-class RunsMixin:
-    """Clustering runs and everything read from them (mixed into :class:`clipatlas.Atlas`)."""
+class Runs:
+    """Clustering runs of one collection and everything read from them."""
 
-    if TYPE_CHECKING:
-        name: str
-        settings: Settings
-        store: SqlStore
-        collection: CollectionInfo
-        directory: Path
-        media_root: Path
-
-        def embedder(self) -> Embedder: ...
-        def index(self) -> ExactIndex: ...
-        def fetcher(self) -> Fetcher: ...
-        def source(self, kind: str, **options: Any) -> Source: ...
-
-    def _atlas(self) -> Atlas:
-        return cast("Atlas", self)
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def _cluster_runs(self) -> CollectionRuns:
-        from clipatlas.analysis.clustering.runs import CollectionRuns
+        from clipatlas.analysis.clustering.runs import collection_runs
 
-        return CollectionRuns(self.store, self.collection, self.directory / "runs")
+        return collection_runs(self.engine)
 
     def cluster(
         self,
-        method: str = "kmeans",
+        method: str = "auto",
         *,
         k: int | None = None,
         k_range: tuple[int, int] = (2, 30),
@@ -76,10 +57,13 @@ class RunsMixin:
     ) -> ClusterRun:
         """Cluster the searchable items and store the run (:mod:`clipatlas.analysis.clustering`).
 
-        ``method``: "kmeans" (``k`` or automatic K in ``k_range``), "dbscan" (cosine ``eps``,
-        ``min_samples``) or "hdbscan" (``min_cluster_size``, ``min_samples``, on PCA-``pca_dims``
-        vectors of at most ``sample`` items). With ``name`` the clusters are named at once
-        (:meth:`name_clusters`). Returns the stored run with its id.
+        ``method``: "auto" (the default: HDBSCAN when it finds clean, stable groups, else KMeans
+        with automatic K; the winner and why are in ``run.explanation`` and
+        ``run.metrics["method_choice"]``; with ``k`` given it is KMeans with that K), "kmeans"
+        (``k`` or automatic K in ``k_range``), "dbscan" (cosine ``eps``, ``min_samples``) or
+        "hdbscan" (``min_cluster_size``, ``min_samples``, on PCA-``pca_dims`` vectors of at most
+        ``sample`` items). With ``name`` the clusters are named at once (:meth:`name_clusters`).
+        Returns the stored run with its id; a run that fails (naming included) is not kept.
         """
         from clipatlas.analysis.clustering.runner import ClusterParams
 
@@ -87,10 +71,15 @@ class RunsMixin:
             method, k, (int(k_range[0]), int(k_range[1])), eps, min_samples,
             min_cluster_size, pca_dims, sample, seed,
         )  # fmt: skip
-        self.collection = self.store.get_collection(self.name)
-        run = self._cluster_runs().create(params, progress)
+        self.engine.refresh_collection()
+        runs = self._cluster_runs()
+        run = runs.create(params, progress)
         if name:
-            self.name_clusters(run.id)
+            try:
+                self.name_clusters(run.id)
+            except BaseException:
+                runs.discard(run.id)
+                raise
             run = self.run(run.id)
         return run
 
@@ -104,7 +93,9 @@ class RunsMixin:
         if run_id is None:
             listed = self.runs()
             if not listed:
-                raise RunNotFoundError(self.name, None, "cluster it first (clipatlas cluster)")
+                raise RunNotFoundError(
+                    self.engine.name, None, "cluster it first (clipatlas cluster)"
+                )
             run_id = int(listed[0]["id"])
         return self._cluster_runs().get(run_id)
 
@@ -120,7 +111,8 @@ class RunsMixin:
         write its coordinates, an offline interactive HTML map and a PNG to the run's folder."""
         from clipatlas.analysis.run_map import draw_run_map  # umap/plotly load only here
 
-        return draw_run_map(self.store, self.collection, self.run(run_id), self.media_root,
+        e = self.engine
+        return draw_run_map(e.store, e.collection, self.run(run_id), e.media_root,
                             sample=sample, seed=seed, progress=progress)  # fmt: skip
 
     def eval_clusters(self, run_id: int, labels: Mapping[Any, Any]) -> dict[str, Any]:
@@ -142,14 +134,14 @@ class RunsMixin:
         distinctive tags. Names given by :meth:`rename_cluster` are kept unless ``force``."""
         from clipatlas.analysis.style import cluster_names
 
-        return cluster_names(self._atlas(), self.run(run_id), vocabulary=vocabulary,
+        return cluster_names(self.engine, self.run(run_id), vocabulary=vocabulary,
                              templates=templates, force=force)  # fmt: skip
 
     def rename_cluster(self, run_id: int, label: int, name: str) -> dict[str, Any]:
         """Set a user's name for one cluster of a run."""
         from clipatlas.analysis.style import rename_cluster
 
-        return rename_cluster(self._atlas(), self.run(run_id), label, name)
+        return rename_cluster(self.engine, self.run(run_id), label, name)
 
     # -- classify, recommend, arrivals ---------------------------------------------------
 
@@ -183,17 +175,17 @@ class RunsMixin:
         failed: list[dict[str, str]] = []
         names: list[str] | None = None
         if civitai_model is not None:
-            probe = civitai_model_pictures(self._atlas(), civitai_model, images=images)
+            probe = civitai_model_pictures(self.engine, civitai_model, images=images)
             pictures, names, subject, failed = (
                 probe.pictures, probe.names, probe.subject, probe.failed,
             )  # fmt: skip
         elif url is not None:
-            pictures, subject = [url_picture(self._atlas(), url)], {"url": url}
+            pictures, subject = [url_picture(self.engine, url)], {"url": url}
         else:
             assert image is not None
             shown = "<bytes>" if isinstance(image, bytes | Image.Image) else str(image)
-            pictures, subject = [picture_from(self._atlas(), image)], {"image": shown}
-        vectors = self.embedder().embed_images(pictures)
+            pictures, subject = [picture_from(self.engine, image)], {"image": shown}
+        vectors = self.engine.embedder().embed_images(pictures)
         if vectors.shape[1] != run.dim:
             raise ConfigError(f"the embedder gives {vectors.shape[1]}-d vectors, run has {run.dim}")
         answer = model.classify(vectors, top=top, subject=subject, input_names=names)
@@ -208,10 +200,14 @@ class RunsMixin:
         members nearest the prompt and (with CivitAI provenance) the models to try."""
         from clipatlas.analysis.style import recommend
 
-        return recommend(self._atlas(), self.run(run_id), prompt, top=top, items=items)
+        return recommend(self.engine, self.run(run_id), prompt, top=top, items=items)
 
     def assign_new(self, run_id: int | None = None) -> ArrivalReport:
         """Place items stored after a run on its clusters (no refit), with re-cluster advice."""
         from clipatlas.analysis.style import assign_new
 
-        return assign_new(self._atlas(), self.run(run_id))
+        return assign_new(self.engine, self.run(run_id))
+
+    def place_arrivals(self) -> dict[str, Any] | None:
+        """After an ingest: :meth:`assign_new` on the newest run, as a dict (None: no run)."""
+        return self.assign_new().as_dict() if self.runs() else None
