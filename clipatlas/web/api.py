@@ -39,7 +39,7 @@ class UrlSearch(BaseModel):
 
 
 def hit_dict(collection: str, hit: SearchHit) -> dict[str, Any]:
-    base = f"/api/collections/{collection}/items/{hit.id}"
+    thumbnail = browse.thumb_url(collection, hit.id, hit.thumbnail)
     return {
         "id": hit.id,
         "score": round(hit.score, 6),
@@ -49,7 +49,7 @@ def hit_dict(collection: str, hit: SearchHit) -> dict[str, Any]:
         "width": hit.width,
         "height": hit.height,
         "meta": dict(hit.meta),
-        "thumbnail_url": browse.thumb_url(collection, hit.id, hit.thumbnail) or f"{base}/thumbnail",
+        "thumbnail_url": thumbnail or browse.thumb_link(collection, hit.id),
         "page_url": f"/c/{collection}/items/{hit.id}",
     }
 

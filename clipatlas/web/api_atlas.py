@@ -18,13 +18,9 @@ from clipatlas.web import browse
 from clipatlas.web.deps import PoolDep
 from clipatlas.web.selection import MAX_POINTS, items_csv, points_to_ids
 
-__all__ = ["router", "thumb_url"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/collections/{name}", tags=["atlas"])
-
-
-def thumb_url(collection: str, item_id: int) -> str:
-    return f"/api/collections/{collection}/items/{item_id}/thumbnail"
 
 
 class Rename(BaseModel):
@@ -104,7 +100,7 @@ def classify(
             view = browse.run_view(atlas, out["run"], representatives=4)
             reps: list[int] = next((c["representatives"] for c in view["clusters"]
                                     if c["label"] == nearest["label"]), [])  # fmt: skip
-            nearest["thumbnails"] = [thumb_url(name, i) for i in reps]
+            nearest["thumbnails"] = [browse.thumb_link(name, i) for i in reps]
     return out
 
 
@@ -123,7 +119,7 @@ def recommend(
     for cluster in out["clusters"]:
         for item in cluster["items"]:
             item.pop("media_path", None)  # a server path: not for the page
-            item["thumbnail_url"] = thumb_url(name, item["id"])
+            item["thumbnail_url"] = browse.thumb_link(name, item["id"])
             item["page_url"] = f"/c/{name}/items/{item['id']}"
     return out
 

@@ -19,7 +19,7 @@ from clipatlas.atlas import Atlas
 from clipatlas.errors import ConfigError
 from clipatlas.store.dataset_tables import dataset_builds
 from clipatlas.store.sql import transaction
-from clipatlas.web.api_atlas import thumb_url
+from clipatlas.web import browse
 from clipatlas.web.deps import PoolDep
 
 __all__ = ["REPORT_CSP", "build_report", "builds", "router"]
@@ -112,7 +112,7 @@ def caption_hits(
     for h in hits:
         entry = h.as_dict()
         entry.pop("media_path", None)
-        entry["thumbnail_url"] = thumb_url(atlas.name, h.hit.id)
+        entry["thumbnail_url"] = browse.thumb_link(atlas.name, h.hit.id)
         entry["page_url"] = f"/c/{atlas.name}/items/{h.hit.id}"
         out.append(entry)
     return out
@@ -164,7 +164,7 @@ def match_view(name: str, matches: list[Any]) -> list[dict[str, Any]]:
     for m in matches:
         entry = m.as_dict()
         pid = entry.get("photo_item_id")
-        entry["thumbnail_url"] = thumb_url(name, pid) if pid is not None else None
+        entry["thumbnail_url"] = browse.thumb_link(name, pid) if pid is not None else None
         out.append(entry)
     return out
 

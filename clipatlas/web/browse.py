@@ -27,6 +27,7 @@ __all__ = [
     "overview",
     "page_query",
     "run_view",
+    "thumb_link",
     "thumb_url",
     "thumb_version",
 ]
@@ -199,12 +200,17 @@ def thumb_version(thumb_path: str | None) -> str | None:
     return PurePosixPath(thumb_path).stem[:16] if thumb_path else None
 
 
+def thumb_link(collection: str, item_id: int) -> str:
+    """The thumbnail route of an item, without its content version (revalidated by ETag)."""
+    return f"/api/collections/{collection}/items/{item_id}/thumbnail"
+
+
 def thumb_url(collection: str, item_id: int, thumb_path: str | None) -> str | None:
     """The URL of an item's thumbnail, named by its content; None when it has none."""
     version = thumb_version(thumb_path)
     if version is None:
         return None
-    return f"/api/collections/{collection}/items/{item_id}/thumbnail?v={version}"
+    return f"{thumb_link(collection, item_id)}?v={version}"
 
 
 def item_dict(collection: str, item: Item) -> dict[str, Any]:
