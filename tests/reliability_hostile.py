@@ -111,6 +111,10 @@ class ReliabilityServer(HostileServer):
         super().__init__()
         self._hostile.RequestHandlerClass = _ReliabilityHandler
         self._hostile.requests = []  # type: ignore[attr-defined]
+        # Build the bombs now (0.5 s each alone, seconds on a loaded machine): the tests time
+        # the client against a 1 s deadline, not this fake server making its first answer.
+        for gzip in (True, False):
+            _zeros(1 << 30, gzip)
 
     @property
     def requests(self) -> list[tuple[str, dict[str, str]]]:
