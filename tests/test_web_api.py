@@ -87,6 +87,8 @@ def test_a_thumbnail_is_named_by_its_content_so_pages_may_cache_it(client: TestC
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
     changed = client.get(url, headers={"If-None-Match": '"something-else"'})
     assert changed.status_code == 200 and changed.content == linked.content
+    for sent in (f"W/{tag}", "*"):  # a weak validator of the same tag, or any
+        assert client.get(url, headers={"If-None-Match": sent}).status_code == 304
     assert again.headers["x-content-type-options"] == "nosniff"
 
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -150,13 +150,15 @@ def thumbnail(
     name: str,
     item_id: int,
     pool: PoolDep,
-    if_none_match: Annotated[str | None, Header(max_length=4096)] = None,
+    request: Request,
     v: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     """The item's thumbnail. Thumbnails are content-addressed (``thumbs/<sha256>.jpg``, never
     rewritten), so the name is the ETag; with ``v=`` the name the page linked to (as
     ``thumbnail_url`` does), the answer may be cached for a year. A thumbnail is a few KB:
-    read whole here, which costs less than a streamed file's thread hops."""
+    read whole here, which costs less than a streamed file's thread hops. ``If-None-Match``
+    (HTTP revalidation, read from the request rather than declared as an API parameter) is
+    answered 304 when it names this ETag, weak or strong, or is ``*``."""
     atlas, found = _item(pool, name, item_id)
     resolved = browse.item_file(atlas, found, "thumbnail")
     if resolved is None:
@@ -166,9 +168,16 @@ def thumbnail(
     lasting = v is not None and v == browse.thumb_version(found.thumb_path)
     cache = f"private, max-age={YEAR}, immutable" if lasting else "private, max-age=3600"
     headers = {**_FILE_HEADERS, "ETag": tag, "Cache-Control": cache}
-    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+    if _etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     return Response(path.read_bytes(), media_type=media_type, headers=headers)
+
+
+def _etag_matches(if_none_match: str | None, tag: str) -> bool:
+    if if_none_match is None:
+        return False
+    sent = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+    return "*" in sent or tag in sent
 
 
 @router.get("/collections/{name}/items/{item_id}/original", response_class=FileResponse)
