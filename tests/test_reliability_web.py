@@ -6,6 +6,8 @@ Figures go to docs/reliability.md rows 5.x (``tests.reliability_figures.record``
 
 from __future__ import annotations
 
+import gc
+import inspect
 import json
 import time
 from collections import Counter
@@ -219,6 +221,17 @@ def test_cross_origin_and_cookie_only_posts_are_refused(home: dict[str, Any]) ->
 # -- 5.4 oversized uploads -------------------------------------------------------------------------
 
 
+# Starlette 0.38 (locks/lowest.txt) closes an upload's spooled file only on a malformed body,
+# not when the client goes away mid-body (a refused stream): the file waits for the garbage
+# collector, which warns. Newer Starlette closes it on every error, and the warning fails there.
+_SPOOL_LEFT_TO_GC = "except BaseException" not in inspect.getsource(MultiPartParser.parse)
+_spool_warning = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <function SpooledTemporaryFile.__del__"
+    ":pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@(_spool_warning if _SPOOL_LEFT_TO_GC else lambda test: test)
 def test_oversized_uploads_are_refused_before_parsing(
     home: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -295,6 +308,7 @@ def test_oversized_uploads_are_refused_before_parsing(
         raw.close()
         assert status == 200
     assert parsed["handler"] == 1 and parsed["multipart_parsed"] == 1
+    gc.collect()  # a spooled file left behind is found here, in this test, not in a later one
     record("web.oversized", cap=cap, streamed_bytes_sent=sent, **results, handler_runs=0,
            parses_started=parsed["multipart_started"] - 1)  # fmt: skip
 
